@@ -1,0 +1,211 @@
+"""``edgepack.yaml``: the file as written, and the build resolved from it.
+
+``ProjectFile`` mirrors the YAML (unknown keys rejected, errors name the field path).
+``Project`` is the resolved form with paths made absolute and target profiles loaded;
+only ``Project`` travels downstream.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+from .targets import TargetProfile, load_target
+
+CONFIG_FILE = "edgepack.yaml"
+_VERSION_RE = re.compile(r"^\d+(\.\d+){0,3}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSpec(_Strict):
+    path: str = Field(description="model file or SavedModel directory, relative to the project")
+    format: Literal["keras", "savedmodel", "onnx", "tflite"] | None = Field(
+        default=None, description="inferred from the path when omitted"
+    )
+    inputs: list[str] | None = Field(
+        default=None, description="names for the model's inputs, in order (renames them everywhere)"
+    )
+    outputs: list[str] | None = Field(default=None, description="names for the model's outputs, in order")
+
+
+class DataSpec(_Strict):
+    path: str | None = Field(default=None, description=".npz (arrays keyed by input name) or .npy file")
+    generator: str | None = Field(default=None, description="'module:function' yielding input batches")
+    labels: str | None = Field(default=None, description="key of the label array in the .npz")
+    samples: int | None = Field(default=None, gt=0, description="use at most this many samples")
+
+    @field_validator("generator")
+    @classmethod
+    def _module_function(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", v):
+            raise ValueError("expected 'module:function'")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.path is None) == (self.generator is None):
+            raise ValueError("give exactly one of path or generator")
+        return self
+
+
+class Thresholds(_Strict):
+    """Fidelity gate; every threshold given must hold for a variant to ship."""
+
+    min_top1_agreement: float | None = Field(default=0.98, ge=0, le=1)
+    max_accuracy_drop: float | None = Field(default=0.01, ge=0, le=1)
+    min_cosine_similarity: float | None = Field(default=0.99, ge=-1, le=1)
+    max_abs_error: float | None = Field(default=None, ge=0)
+    max_mean_abs_error: float | None = Field(default=None, ge=0)
+
+
+class ValidationSpec(DataSpec):
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+
+
+class TargetSpec(_Strict):
+    name: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class SigningSpec(_Strict):
+    key: str | None = Field(default=None, description="Ed25519 private key file (PEM)")
+    kms_key_id: str | None = Field(default=None, description="AWS KMS key id or ARN (ECC_NIST_P256)")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> SigningSpec:
+        if (self.key is None) == (self.kms_key_id is None):
+            raise ValueError("give exactly one of key or kms_key_id")
+        return self
+
+
+class TelemetrySpec(_Strict):
+    enabled: bool = True
+    namespace: str = Field(default="edgepack", pattern=r"^[A-Za-z0-9_./#:-]{1,255}$")
+    service: str | None = None
+
+
+class ProjectFile(_Strict):
+    """``edgepack.yaml`` exactly as written."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    version: str = Field(description="monotonic release version, e.g. 1.4.0; devices refuse to go down")
+    model: ModelSpec
+    calibration: DataSpec | None = None
+    validation: ValidationSpec | None = None
+    targets: list[str | TargetSpec] = Field(min_length=1)
+    signing: SigningSpec | None = None
+    telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
+    hooks: str | None = Field(default=None, description="Python file or module of user hooks, packaged in")
+
+    @field_validator("version")
+    @classmethod
+    def _numeric_version(cls, v: str) -> str:
+        if not _VERSION_RE.match(v):
+            raise ValueError("expected a numeric version like 1.4.0")
+        return v
+
+
+@dataclass(frozen=True)
+class Project:
+    """The resolved project: absolute paths, loaded target profiles."""
+
+    root: Path
+    config_path: Path
+    file: ProjectFile
+    targets: tuple[TargetProfile, ...]
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+    @property
+    def version(self) -> str:
+        return self.file.version
+
+    @property
+    def model_path(self) -> Path:
+        return self.resolve(self.file.model.path)
+
+    def resolve(self, relative: str) -> Path:
+        return (self.root / relative).resolve()
+
+    def target(self, name: str) -> TargetProfile:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise ConfigError(f"target {name!r} is not in the project (has: {', '.join(self.target_names)})")
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.targets)
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Comparable form of a project version (1.10.0 > 1.9.0)."""
+    parts = [int(p) for p in version.split(".")]
+    return tuple(parts + [0] * (4 - len(parts)))
+
+
+def _field_error(e: ValidationError, where: str) -> ConfigError:
+    # In a union (e.g. a target as a name or a mapping) the deepest error is the informative one.
+    err = max(e.errors(), key=lambda x: len(x["loc"]))
+    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in {"str", "TargetSpec"}))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    return ConfigError(msg, where=f"{where}: {loc}" if loc else where)
+
+
+def parse_project_file(text: str, where: str) -> ProjectFile:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"not valid YAML{line}", where=where) from e
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping at the top level", where=where)
+    try:
+        return ProjectFile.model_validate(data)
+    except ValidationError as e:
+        raise _field_error(e, where) from e
+
+
+def load_project(path: Path | str, only_targets: list[str] | None = None) -> Project:
+    """Read and resolve ``edgepack.yaml`` (``path`` may be the file or the project directory)."""
+    path = Path(path)
+    config_path = path / CONFIG_FILE if path.is_dir() else path
+    if not config_path.is_file():
+        raise ConfigError(f"no {CONFIG_FILE} found", where=str(path))
+    where = str(config_path)
+    project_file = parse_project_file(config_path.read_text(encoding="utf-8"), where)
+
+    specs = [TargetSpec(name=t) if isinstance(t, str) else t for t in project_file.targets]
+    seen: set[str] = set()
+    for i, spec in enumerate(specs):
+        if spec.name in seen:
+            raise ConfigError(f"target {spec.name!r} listed twice", where=f"{where}: targets.{i}")
+        seen.add(spec.name)
+    if only_targets:
+        by_name = {s.name: s for s in specs}
+        # A target named on the command line but not in the file is built with its profile's defaults.
+        specs = [by_name.get(n, TargetSpec(name=n)) for n in only_targets]
+    targets = tuple(
+        load_target(s.name, s.overrides, where=f"{where}: targets.{s.name}.overrides") for s in specs
+    )
+    root = config_path.parent.resolve()
+    project = Project(root=root, config_path=config_path.resolve(), file=project_file, targets=targets)
+    if not project.model_path.exists():
+        raise ConfigError(f"model file not found: {project.model_path}", where=f"{where}: model.path")
+    return project

@@ -1,0 +1,1 @@
+"""Model sources: load a trained model and expose its IO signature."""

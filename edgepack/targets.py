@@ -1,0 +1,169 @@
+"""Target profiles: data in ``targets/*.yaml``, validated into typed models.
+
+A profile names the passes to run (as variants tried in order), the backend and
+runtime packages with the platform they are vendored for, the wrapper template set,
+the packager and the limits. The config may override some fields per target.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+from .resources import targets_dir
+
+# AWS Lambda's Python runtimes and the glibc of the OS each runs on.
+# python3.11 and older run on Amazon Linux 2, python3.12 and newer on Amazon Linux 2023.
+LAMBDA_RUNTIMES: dict[str, str] = {
+    "python3.10": "2.26",
+    "python3.11": "2.26",
+    "python3.12": "2.34",
+    "python3.13": "2.34",
+    "python3.14": "2.34",
+}
+
+Arch = Literal["x86_64", "aarch64"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PassSpec(_Frozen):
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class Variant(_Frozen):
+    """One way to optimize the model; variants are tried in order until one passes the gate."""
+
+    name: str
+    passes: list[PassSpec]
+
+
+class Limits(_Frozen):
+    zipped_bytes: int | None = None
+    unzipped_bytes: int | None = None
+
+
+class TargetProfile(_Frozen):
+    name: str
+    description: str = ""
+    kind: Literal["lambda", "container", "device"]
+    arch: Arch
+    python: str = Field(default="3.12", pattern=r"^3\.\d+$")
+    lambda_runtime: str | None = None
+    glibc: str | None = Field(default=None, pattern=r"^2\.\d+$")  # newest glibc the target has
+    backend: Literal["litert", "onnxruntime", "openvino"]
+    variants: list[Variant] = Field(min_length=1)
+    runtime_packages: list[str] = Field(default_factory=list)
+    # Packages the device itself provides (e.g. Jetson's GPU build of ONNX Runtime): not vendored,
+    # recorded in the manifest as a requirement.
+    device_packages: list[str] = Field(default_factory=list)
+    runtime_settings: dict[str, Any] = Field(default_factory=dict)
+    templates: str
+    packager: Literal["lambda-zip", "oci-image", "ota-bundle"]
+    limits: Limits = Field(default_factory=Limits)
+    trim: list[str] = Field(default_factory=list)  # glob patterns, relative to the vendored root
+
+    @model_validator(mode="after")
+    def _lambda_runtime_fixes_python(self) -> TargetProfile:
+        if self.kind == "lambda":
+            if self.lambda_runtime is None:
+                raise ValueError("lambda targets need lambda_runtime")
+            if self.lambda_runtime not in LAMBDA_RUNTIMES:
+                raise ValueError(
+                    f"lambda_runtime {self.lambda_runtime!r} is not a Python runtime Lambda offers "
+                    f"({', '.join(LAMBDA_RUNTIMES)})"
+                )
+            python = self.lambda_runtime.removeprefix("python")
+            glibc = LAMBDA_RUNTIMES[self.lambda_runtime]
+            if self.python != python or self.glibc != glibc:
+                # Lambda's runtime decides the interpreter and the OS: derive, don't trust.
+                object.__setattr__(self, "python", python)
+                object.__setattr__(self, "glibc", glibc)
+        elif self.glibc is None:
+            raise ValueError("non-lambda targets need glibc (the newest glibc the target OS has)")
+        return self
+
+    @property
+    def python_tag(self) -> str:
+        return "cp" + self.python.replace(".", "")
+
+    @property
+    def glibc_version(self) -> tuple[int, int]:
+        assert self.glibc is not None
+        major, minor = self.glibc.split(".")
+        return int(major), int(minor)
+
+    @property
+    def platform_tags(self) -> list[str]:
+        """Every manylinux tag the target accepts, newest first (pip does not widen them itself)."""
+        _, max_minor = self.glibc_version
+        tags = [f"manylinux_2_{minor}_{self.arch}" for minor in range(max_minor, 16, -1)]
+        tags.append(f"manylinux2014_{self.arch}")
+        return tags
+
+
+# Fields a project may override per target. Everything else defines what the target *is*.
+OVERRIDABLE = frozenset(
+    {"lambda_runtime", "python", "glibc", "variants", "runtime_packages", "runtime_settings", "limits", "trim"}
+)
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def available_targets() -> list[str]:
+    return sorted(p.stem for p in targets_dir().glob("*.yaml"))
+
+
+def _read_profile(name: str) -> dict[str, Any]:
+    if not _NAME_RE.match(name):
+        raise ConfigError(f"invalid target name {name!r}")
+    path = targets_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown target {name!r}; available: {', '.join(available_targets())}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"not valid YAML: {e}", where=str(path)) from e
+    if not isinstance(data, dict):
+        raise ConfigError("a target profile must be a mapping", where=str(path))
+    return data
+
+
+def _validation_message(e: ValidationError, where: str) -> ConfigError:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    return ConfigError(msg, where=f"{where}: {loc}" if loc else where)
+
+
+def load_target(name: str, overrides: dict[str, Any] | None = None, where: str = "") -> TargetProfile:
+    """Load a shipped profile and apply the project's overrides (dicts merge, lists replace)."""
+    data = _read_profile(name)
+    origin = str(targets_dir() / f"{name}.yaml")
+    for key, value in (overrides or {}).items():
+        if key not in OVERRIDABLE:
+            raise ConfigError(
+                f"field {key!r} cannot be overridden (allowed: {', '.join(sorted(OVERRIDABLE))})",
+                where=where or origin,
+            )
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+        origin = where or origin
+    try:
+        return TargetProfile.model_validate(data)
+    except ValidationError as e:
+        raise _validation_message(e, origin) from e
+
+
+def profile_path(name: str) -> Path:
+    return targets_dir() / f"{name}.yaml"
