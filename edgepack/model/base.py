@@ -26,8 +26,12 @@ class ModelArtifact:
 
     path: Path
     format: ModelFormat
-    signature: IOSignature
+    signature: IOSignature  # public: the original model's names (after config renames), float dtypes
     precision: Precision = "fp32"
+    # Names of the same tensors inside this model file, aligned by position with
+    # signature.inputs / signature.outputs. Empty = the file uses the public names.
+    native_inputs: tuple[str, ...] = ()
+    native_outputs: tuple[str, ...] = ()
     # Free-form facts a pass wants recorded in the manifest (quantization scheme, opset...).
     details: Mapping[str, Any] = field(default_factory=dict)
 

@@ -25,7 +25,11 @@ class ModelSection:
     format: str  # tflite | onnx | openvino
     sha256: str
     precision: str  # fp32 | fp16 | int8 | int16x8 | dynamic
-    signature: IOSignature
+    signature: IOSignature  # what callers see: the original model's names, float dtypes
+    # Names of the same tensors inside the model file, aligned by position with
+    # signature.inputs / signature.outputs (converters rename tensors). Empty = same names.
+    native_inputs: tuple[str, ...] = ()
+    native_outputs: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -34,6 +38,8 @@ class ModelSection:
             "sha256": self.sha256,
             "precision": self.precision,
             "signature": self.signature.to_dict(),
+            "native_inputs": list(self.native_inputs),
+            "native_outputs": list(self.native_outputs),
         }
 
     @classmethod
@@ -44,6 +50,8 @@ class ModelSection:
             sha256=str(data["sha256"]),
             precision=str(data["precision"]),
             signature=IOSignature.from_dict(data["signature"]),
+            native_inputs=tuple(data.get("native_inputs") or ()),
+            native_outputs=tuple(data.get("native_outputs") or ()),
         )
 
 
