@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The main job on the bundled sample: build every default target of samples/digits,
+# verify every artifact, and invoke the x86_64 Lambda artifact locally with each sample event.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+EP=.venv/bin/edgepack
+SAMPLE=samples/digits
+KEY=$SAMPLE/keys/dev
+
+[[ -f $KEY.key ]] || $EP keys generate --out "$KEY"
+$EP build "$SAMPLE" --out dist
+for artifact in dist/digits-*; do
+  $EP verify "$artifact" --key "$KEY.pub"
+done
+$EP invoke dist/digits-1.0.0-lambda-x86_64.zip \
+  --event $SAMPLE/events/direct.json \
+  --event $SAMPLE/events/oip.json \
+  --event $SAMPLE/events/apigw-v2.json
