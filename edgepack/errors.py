@@ -32,6 +32,9 @@ class EdgepackError(Exception):
         text = f"{self.where}: {self.message}" if self.where else self.message
         return " ".join(text.split())
 
+    def __str__(self) -> str:
+        return self.hint()
+
 
 # -- bad input (exit 2) -------------------------------------------------------------
 
