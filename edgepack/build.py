@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .artifact_files import read_artifact
 from .cache import BuildCache, sha256_file, sha256_tree
 from .config import Project, load_project
 from .errors import ConfigError, DataError, EdgepackError, FidelityError, PackagingError
@@ -239,7 +239,10 @@ def _format_of(path: Path) -> str:
 
 def _build_target(shared: _Inputs, profile: TargetProfile, out: Path) -> TargetResult:
     say = shared.progress
-    final = out / f"{shared.project.name}-{shared.project.version}-{profile.name}{_ARTIFACT_SUFFIX[profile.packager]}"
+    final = (
+        out
+        / f"{shared.project.name}-{shared.project.version}-{profile.name}{_ARTIFACT_SUFFIX[profile.packager]}"
+    )
     artifact_key = _artifact_key(shared, profile)
     cached = shared.cache.get_dir("artifacts", artifact_key)
     if cached is not None and (cached / final.name).is_file():
@@ -433,7 +436,9 @@ def _store_artifact(model: ModelArtifact, dest: Path) -> None:
     dest.mkdir()
     name = _MODEL_FILE_NAMES.get(model.format)
     if name is None:
-        raise PackagingError(f"cannot package a {model.format} model; the last pass must produce tflite, onnx or openvino")
+        raise PackagingError(
+            f"cannot package a {model.format} model; the last pass must produce tflite, onnx or openvino"
+        )
     shutil.copyfile(model.path, dest / name)
     if model.format == "openvino":
         shutil.copyfile(model.path.with_suffix(".bin"), dest / "model.bin")
@@ -499,7 +504,9 @@ def _stage_and_package(
     if project.file.hooks:
         hooks_path = project.resolve(project.file.hooks)
         if not hooks_path.is_file() or hooks_path.suffix != ".py":
-            raise ConfigError(f"hooks file not found or not a .py file: {hooks_path}", where=_where(project, "hooks"))
+            raise ConfigError(
+                f"hooks file not found or not a .py file: {hooks_path}", where=_where(project, "hooks")
+            )
         shutil.copyfile(hooks_path, staging / f"{_HOOKS_MODULE}.py")
         hooks_module = _HOOKS_MODULE
 
@@ -513,7 +520,8 @@ def _stage_and_package(
             "target_name": profile.name,
         },
     )
-    say(f"[{profile.name}] vendoring {', '.join(profile.runtime_packages)} for {profile.arch} cp{profile.python}")
+    packages = ", ".join(profile.runtime_packages)
+    say(f"[{profile.name}] vendoring {packages} for {profile.arch} cp{profile.python}")
     vendored = vendor(profile, staging, shared.cache, say)
     say(f"[{profile.name}] auditing shared objects for {profile.arch}, glibc <= {profile.glibc}")
     audit_tree(staging, profile.arch, profile.glibc or "")
@@ -535,7 +543,10 @@ def _stage_and_package(
             version=project.version,
             target=profile,
             model=model_section,
-            model_details={**dict(optimized.details), "size_bytes": sum(f.stat().st_size for f in optimized.files())},
+            model_details={
+                **dict(optimized.details),
+                "size_bytes": sum(f.stat().st_size for f in optimized.files()),
+            },
             variant=variant.name,
             source={
                 "file": source_file.name,
@@ -610,40 +621,19 @@ def _package(profile: TargetProfile, staging: Path, partial: Path, epoch: int) -
 
         return write_bundle(staging, partial, epoch)
     raise PackagingError(
-        f"packager {profile.packager} is not available in this edgepack version", where=f"target {profile.name}"
+        f"packager {profile.packager} is not available in this edgepack version",
+        where=f"target {profile.name}",
     )
 
 
 # -- results ------------------------------------------------------------------------
 
 
-def _read_manifest(artifact: Path) -> dict[str, Any]:
-    if zipfile.is_zipfile(artifact):
-        with zipfile.ZipFile(artifact) as z:
-            return dict(json.loads(z.read(MANIFEST_FILE)))
-    import tarfile
-
-    with tarfile.open(artifact) as t:
-        member = t.extractfile(MANIFEST_FILE)
-        if member is None:
-            raise PackagingError(f"{artifact}: no {MANIFEST_FILE}")
-        return dict(json.loads(member.read()))
-
-
-def _unpacked_size(artifact: Path) -> int:
-    if zipfile.is_zipfile(artifact):
-        with zipfile.ZipFile(artifact) as z:
-            return sum(i.file_size for i in z.infolist())
-    import tarfile
-
-    with tarfile.open(artifact) as t:
-        return sum(m.size for m in t.getmembers())
-
-
 def _result_from_artifact(
     profile: TargetProfile, artifact: Path, *, cached: bool, package_report: Any = None
 ) -> TargetResult:
-    manifest = _read_manifest(artifact)
+    sizes, files = read_artifact(artifact, lambda name: name == MANIFEST_FILE)
+    manifest = json.loads(files[MANIFEST_FILE])
     model = manifest["model"]
     fidelity = manifest.get("fidelity", {})
     return TargetResult(
@@ -655,7 +645,7 @@ def _result_from_artifact(
         precision=model["precision"],
         model_bytes=model.get("details", {}).get("size_bytes"),
         artifact_bytes=artifact.stat().st_size,
-        unzipped_bytes=_unpacked_size(artifact),
+        unzipped_bytes=sum(sizes.values()),
         fidelity={k: v for k, v in fidelity.items() if k != "attempts"},
         attempts=list(fidelity.get("attempts", [])),
         cached=cached,
