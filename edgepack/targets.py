@@ -112,7 +112,16 @@ class TargetProfile(_Frozen):
 
 # Fields a project may override per target. Everything else defines what the target *is*.
 OVERRIDABLE = frozenset(
-    {"lambda_runtime", "python", "glibc", "variants", "runtime_packages", "runtime_settings", "limits", "trim"}
+    {
+        "lambda_runtime",
+        "python",
+        "glibc",
+        "variants",
+        "runtime_packages",
+        "runtime_settings",
+        "limits",
+        "trim",
+    }
 )
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")

@@ -26,7 +26,17 @@ def _metric(fidelity: dict[str, Any], name: str, fmt: str = "{:.4f}") -> str:
 
 def format_summary(result: Any) -> str:
     """The per-target table printed after a build."""
-    header = ("target", "status", "variant", "format", "model", "artifact", "unzipped", "top1 agr", "acc drop")
+    header = (
+        "target",
+        "status",
+        "variant",
+        "format",
+        "model",
+        "artifact",
+        "unzipped",
+        "top1 agr",
+        "acc drop",
+    )
     rows = [header]
     for r in result.results:
         rows.append(
@@ -56,10 +66,16 @@ def format_summary(result: Any) -> str:
 @click.argument("project", default=".", type=click.Path(exists=True, path_type=Path))
 @click.option("--target", "-t", "targets", multiple=True, help="Build only this target (repeatable).")
 @click.option("--out", "-o", default="dist", show_default=True, type=click.Path(path_type=Path))
-@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Signing key (overrides signing.key).")
+@click.option(
+    "--key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Signing key (overrides signing.key).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
-def build(project: Path, targets: tuple[str, ...], out: Path, key: Path | None, as_json: bool, quiet: bool) -> None:
+def build(
+    project: Path, targets: tuple[str, ...], out: Path, key: Path | None, as_json: bool, quiet: bool
+) -> None:
     """Build signed artifacts for PROJECT (a directory with edgepack.yaml, or the file)."""
     from ..build import build as run_build
 

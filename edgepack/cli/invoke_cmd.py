@@ -51,6 +51,8 @@ def invoke(artifact: Path, events: tuple[Path, ...], memory: int, timeout: float
             click.echo(json.dumps(result.init_error or result.error), err=False)
         else:
             body = result.response
-            click.echo(json.dumps(body) if not isinstance(body, bytes | bytearray) else body.decode(errors="replace"))
+            click.echo(
+                json.dumps(body) if not isinstance(body, bytes | bytearray) else body.decode(errors="replace")
+            )
         click.echo(result.report_line(), err=True)
     sys.exit(EXIT_FAILURE if failed else EXIT_OK)

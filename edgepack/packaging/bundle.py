@@ -48,7 +48,10 @@ def write_bundle(src_dir: Path, dest: Path, epoch: int) -> BundleReport:
                 tar.addfile(info, f)
     tmp = dest.with_name(f".{dest.name}.tmp")
     try:
-        with open(tmp, "wb") as out, gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz:
+        with (
+            open(tmp, "wb") as out,
+            gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz,
+        ):
             gz.write(raw.getvalue())
         os.replace(tmp, dest)
     finally:
