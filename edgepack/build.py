@@ -123,14 +123,15 @@ def build(
     Config, model and data errors raise before any target starts. Target failures are
     returned in the result, one per target, and leave nothing for that target in ``out_dir``.
     """
+    say = progress or (lambda _m: None)
+    project = load_project(project_path, targets)
+    _check_pass_chains(project)
+
     from .data import load_dataset
     from .model.loader import load_model
     from .packaging.archive import source_date_epoch
     from .signing.keys import load_signer
 
-    say = progress or (lambda _m: None)
-    project = load_project(project_path, targets)
-    _check_pass_chains(project)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = cache or BuildCache.default()

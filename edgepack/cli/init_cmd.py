@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from ..config import CONFIG_FILE
 from ..errors import ConfigError
 
 _MODEL_PATTERNS = ("*.keras", "*.h5", "*.onnx", "*.tflite", "*/saved_model.pb")
@@ -68,6 +67,8 @@ def _guess_model(root: Path) -> str:
 @click.option("--force", is_flag=True, help="Overwrite an existing edgepack.yaml.")
 def init(directory: Path, name: str | None, force: bool) -> None:
     """Write a commented starter edgepack.yaml into DIR."""
+    from ..config import CONFIG_FILE
+
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / CONFIG_FILE
     if path.exists() and not force:
