@@ -1,0 +1,1 @@
+"""Packagers: deterministic archives of an artifact root (Lambda zip, OTA bundle, OCI image)."""
