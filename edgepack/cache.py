@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,16 @@ def sha256_tree(path: Path) -> str:
         digest.update(p.relative_to(path).as_posix().encode() + b"\0")
         digest.update(sha256_file(p).encode() + b"\0")
     return digest.hexdigest()
+
+
+def _special_files(directory: str, names: list[str]) -> set[str]:
+    """Device nodes, fifos and sockets are never cached: copying /dev/zero never ends."""
+    skipped = set()
+    for name in names:
+        mode = os.lstat(os.path.join(directory, name)).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+            skipped.add(name)
+    return skipped
 
 
 class BuildCache:
@@ -68,7 +79,7 @@ class BuildCache:
         entry.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{key[:16]}-", dir=entry.parent))
         try:
-            shutil.copytree(src, staging, dirs_exist_ok=True, symlinks=True)
+            shutil.copytree(src, staging, dirs_exist_ok=True, symlinks=True, ignore=_special_files)
             try:
                 os.rename(staging, entry)
             except OSError:
