@@ -1,0 +1,627 @@
+"""ONNX passes: ``onnx-convert`` (tf2onnx), ``onnx-quantize`` (ORT int8), ``onnx-float16``.
+
+Frameworks (tensorflow, tf2onnx, onnx, onnxruntime, onnxconverter-common) are imported
+inside the functions that need them, so importing this module is cheap. Converter
+keyword arguments are built in one translator per backend (``to_quantize_kwargs``,
+``to_float16_kwargs``), so what a config means for the converter is in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..errors import BackendMissingError, DataError, ModelError, PassError, UnsupportedOpError
+from ..model.base import Batch, ModelArtifact, ModelFormat
+from ..model.tf_env import import_keras, import_tensorflow
+from .base import Pass, PassConfig, PassContext
+
+logger = logging.getLogger("edgepack.passes")
+
+ONNX_FILE = "model.onnx"
+
+# ONNX domains whose operators ONNX Runtime implements besides the standard ones.
+_ORT_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.microsoft.nchwc"})
+
+
+# -- framework imports --------------------------------------------------------------
+
+
+def _import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError as e:
+        raise BackendMissingError("onnx", "onnx") from e
+    return onnx
+
+
+# -- Keras / SavedModel as one traced function --------------------------------------
+
+
+def tf_function_for(model: ModelArtifact) -> tuple[Any, list[Any]]:
+    """A ``tf.function`` over a Keras or SavedModel model, with public IO names and order.
+
+    Inputs are ``tf.TensorSpec``s named after the public input names (dynamic axes kept
+    as ``None``); the function returns a list of outputs in the order of
+    ``model.signature.outputs``. Both tf2onnx and OpenVINO trace it, so every converter
+    sees the same graph with the same names.
+    """
+    tf = import_tensorflow()
+    sig = model.signature
+    native_in = model.native_inputs or sig.input_names
+    native_out = model.native_outputs or sig.output_names
+    specs = [tf.TensorSpec(shape=list(t.shape), dtype=tf.as_dtype(t.dtype), name=t.name) for t in sig.inputs]
+    if model.format == "keras":
+        keras = import_keras()
+        try:
+            net = keras.saving.load_model(model.path, compile=False)
+        except Exception as e:
+            raise ModelError(f"cannot load Keras model: {first_line(e)}", where=str(model.path)) from e
+        keras_names = [t.name for t in net.inputs]
+
+        def call(*args: Any) -> Any:
+            if len(args) == 1:
+                return net(args[0], training=False)
+            if set(native_in) == set(keras_names):
+                return net(dict(zip(native_in, args, strict=True)), training=False)
+            return net(list(args), training=False)
+
+    elif model.format == "savedmodel":
+        try:
+            loaded = tf.saved_model.load(str(model.path))
+        except Exception as e:
+            raise ModelError(f"cannot load SavedModel: {first_line(e)}", where=str(model.path)) from e
+        # The signature the model source chose (serving_default, or a SavedModel's only one).
+        key = str(model.details.get("signature", "serving_default"))
+        if key not in loaded.signatures and len(loaded.signatures) == 1:
+            key = next(iter(loaded.signatures))
+        if key not in loaded.signatures:
+            raise ModelError(f"SavedModel has no {key!r} signature", where=str(model.path))
+
+        def call(*args: Any) -> Any:
+            # Look the signature up through ``loaded`` at trace time: the signature function
+            # does not own the variables, the loaded object does, and must outlive the trace.
+            return loaded.signatures[key](**dict(zip(native_in, args, strict=True)))
+
+    else:
+        raise PassError(f"cannot trace a {model.format} model with TensorFlow", where=str(model.path))
+
+    def ordered(result: Any) -> list[Any]:
+        if isinstance(result, dict):
+            missing = [n for n in native_out if n not in result]
+            if missing:
+                raise ModelError(
+                    f"model outputs {sorted(result)} do not include {missing}", where=str(model.path)
+                )
+            return [result[n] for n in native_out]
+        if isinstance(result, list | tuple):
+            return list(result)
+        return [result]
+
+    @tf.function(input_signature=specs)
+    def serve(*args: Any) -> list[Any]:
+        outs = ordered(call(*args))
+        if len(outs) != len(sig.outputs):
+            raise ModelError(
+                f"model returns {len(outs)} outputs, its signature names {len(sig.outputs)}",
+                where=str(model.path),
+            )
+        # Identity ops give every output a tensor of its own, even when two outputs share one.
+        return [tf.identity(o) for o in outs]
+
+    return serve, specs
+
+
+# -- ONNX graph helpers -------------------------------------------------------------
+
+
+_NOISE_RE = re.compile(
+    r"^(File \"|in user code:|Check '.*' failed at|Exception from src/|FrontEnd API failed|Traceback"
+    r"|Summary:$)"
+)
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """A converter's error cut to the one line that says what is wrong.
+
+    TensorFlow puts the cause last, after "in user code:" and a stack; OpenVINO puts
+    source locations first. Skip those, keep the first line that is a message.
+    """
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    if lines and lines[0].startswith("in user code:"):
+        lines = lines[-1:]
+    lines = [ln for ln in lines if not _NOISE_RE.match(ln)]
+    text = " ".join(lines[0].split()) if lines else type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def unknown_ops(proto: Any) -> list[str]:
+    """Operators in an ONNX model that neither the ONNX standard nor ONNX Runtime define.
+
+    tf2onnx does not fail on a TensorFlow op it cannot map: it logs and leaves the op in
+    the graph under its TensorFlow name. This finds those (and custom-domain ops).
+    """
+    import onnx.defs
+
+    local_functions = {(f.domain, f.name) for f in proto.functions}
+    found: list[str] = []
+
+    def visit(graph: Any) -> None:
+        for node in graph.node:
+            domain = node.domain or ""
+            if (domain, node.op_type) in local_functions:
+                pass
+            elif domain in ("", "ai.onnx", "ai.onnx.ml"):
+                if not onnx.defs.has(node.op_type, domain):
+                    found.append(node.op_type)
+            elif domain not in _ORT_DOMAINS:
+                found.append(f"{domain}.{node.op_type}")
+            for attr in node.attribute:
+                if attr.g is not None and attr.g.node:
+                    visit(attr.g)
+                for sub in attr.graphs:
+                    visit(sub)
+
+    visit(proto.graph)
+    return list(dict.fromkeys(found))
+
+
+_ORT_OP_PATTERNS = (
+    re.compile(r"(?:Fatal error: )?([\w.]+):(\w+)\(-?\d+\) is not a registered function/op"),
+    re.compile(r"Could not find an implementation for (\w+)\(\d+\) node"),
+    re.compile(r"No Op registered for (\w+) with domain_version"),
+)
+
+
+def op_from_ort_error(message: str) -> str | None:
+    """The operator an ONNX Runtime error names, if it names one."""
+    for pattern in _ORT_OP_PATTERNS:
+        m = pattern.search(message)
+        if m:
+            groups = [g for g in m.groups() if g]
+            return ".".join(groups)
+    return None
+
+
+def rename_outputs(proto: Any, names: tuple[str, ...]) -> bool:
+    """Rename the graph outputs, by position, to ``names``; False when a name is taken.
+
+    Renames every reference (node inputs/outputs, value_info), so the graph stays valid.
+    """
+    graph = proto.graph
+    current = [o.name for o in graph.output]
+    if len(current) != len(names):
+        return False
+    if current == list(names):
+        return True
+    taken = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    for node in graph.node:
+        taken.update(node.output)
+    taken -= set(current)
+    if any(n in taken for n in names) or len(set(names)) != len(names):
+        return False
+    if any(o in {i.name for i in graph.input} for o in current):
+        return False  # an input wired straight to an output: renaming would rename the input
+    mapping = dict(zip(current, names, strict=True))
+    for node in graph.node:
+        node.output[:] = [mapping.get(n, n) for n in node.output]
+        node.input[:] = [mapping.get(n, n) for n in node.input]
+    for vi in graph.value_info:
+        if vi.name in mapping:
+            vi.name = mapping[vi.name]
+    for out in graph.output:
+        out.name = mapping[out.name]
+    return True
+
+
+def _native_io(model: ModelArtifact) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return (
+        model.native_inputs or model.signature.input_names,
+        model.native_outputs or model.signature.output_names,
+    )
+
+
+def _file_size(path: Path) -> int:
+    return path.stat().st_size
+
+
+# -- onnx-convert -------------------------------------------------------------------
+
+
+class OnnxConvertConfig(PassConfig):
+    opset: int = Field(
+        default=17,
+        ge=13,
+        le=18,
+        description="ONNX opset to emit (13+: per-channel QDQ needs it; tf2onnx 1.17 stops at 18)",
+    )
+
+
+class OnnxConvert(Pass):
+    """Keras / SavedModel -> ONNX with tf2onnx; an ONNX model passes through (copied)."""
+
+    name: ClassVar[str] = "onnx-convert"
+    config_model: ClassVar[type[PassConfig]] = OnnxConvertConfig
+    accepts: ClassVar[frozenset[ModelFormat]] = frozenset({"keras", "savedmodel", "onnx"})
+    produces: ClassVar[ModelFormat] = "onnx"
+
+    def run(self, model: ModelArtifact, config: PassConfig, ctx: PassContext) -> ModelArtifact:
+        assert isinstance(config, OnnxConvertConfig)
+        onnx = _import_onnx()
+        out = ctx.work_dir / ONNX_FILE
+        if model.format == "onnx":
+            try:
+                proto = onnx.load(str(model.path))
+            except Exception as e:
+                raise ModelError(f"not a readable ONNX model: {first_line(e)}", where=str(model.path)) from e
+            bad = unknown_ops(proto)
+            if bad:
+                raise UnsupportedOpError(bad[0], ctx.target, "not an ONNX or ONNX Runtime operator")
+            # One self-contained file, even when the source kept weights as external data.
+            onnx.save(proto, str(out))
+            return ModelArtifact(
+                path=out,
+                format="onnx",
+                signature=model.signature,
+                precision=model.precision,
+                native_inputs=model.native_inputs,
+                native_outputs=model.native_outputs,
+                details={**model.details, "onnx_opset": _opset(proto), "converter": "passthrough"},
+            )
+        if model.format not in ("keras", "savedmodel"):
+            raise PassError(f"onnx-convert cannot take a {model.format} model", where=ctx.target)
+        ctx.progress(f"converting {model.path.name} to ONNX (tf2onnx, opset {config.opset})")
+        started = time.perf_counter()
+        fn, specs = tf_function_for(model)  # imports TensorFlow quietly before tf2onnx does
+        try:
+            import tf2onnx
+        except ImportError as e:
+            raise BackendMissingError("tf2onnx", "onnx") from e
+        try:
+            proto, _ = tf2onnx.convert.from_function(fn, input_signature=specs, opset=config.opset)
+        except (ModelError, PassError):
+            raise
+        except Exception as e:
+            op = _tf_op_from_error(str(e))
+            if op:
+                raise UnsupportedOpError(op, ctx.target, "tf2onnx") from e
+            raise PassError(f"tf2onnx failed: {first_line(e)}", where=ctx.target) from e
+        bad = unknown_ops(proto)
+        if bad:
+            raise UnsupportedOpError(bad[0], ctx.target, "tf2onnx has no ONNX mapping for it")
+
+        # Inputs carry the TensorSpec (public) names unless tf2onnx had to sanitize one.
+        graph_inputs = tuple(
+            i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}
+        )
+        native_inputs = () if graph_inputs == model.signature.input_names else graph_inputs
+        tool_names = tuple(o.name for o in proto.graph.output)
+        native_outputs: tuple[str, ...] = ()
+        if not rename_outputs(proto, model.signature.output_names):
+            native_outputs = tool_names  # names taken inside the graph: keep them, record the map
+        onnx.save(proto, str(out))
+        return ModelArtifact(
+            path=out,
+            format="onnx",
+            signature=model.signature,
+            precision="fp32",
+            native_inputs=native_inputs,
+            native_outputs=native_outputs,
+            details={
+                "converter": f"tf2onnx {tf2onnx.__version__}",
+                "onnx_opset": config.opset,
+                "conversion_seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+
+
+def _opset(proto: Any) -> int | None:
+    for imp in proto.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return None
+
+
+_TF_OP_RE = re.compile(r"Tensorflow op \[[^:\]]*: (\w+)\] is not supported|Unsupported ops?: .*?'(\w+)'")
+
+
+def _tf_op_from_error(message: str) -> str | None:
+    m = _TF_OP_RE.search(message)
+    if not m:
+        return None
+    return next(g for g in m.groups() if g)
+
+
+# -- onnx-quantize ------------------------------------------------------------------
+
+QuantTypeName = Literal["QInt8", "QUInt8"]
+
+
+class OnnxQuantizeConfig(PassConfig):
+    mode: Literal["dynamic", "static"] = Field(
+        default="static",
+        description="dynamic: int8 weights, activations quantized at run time; "
+        "static: int8 weights and activations from calibration, QDQ format (what TensorRT reads)",
+    )
+    per_channel: bool = Field(default=True, description="one scale per output channel of each weight")
+    reduce_range: bool = Field(
+        default=False,
+        description="7-bit weights: avoids int16 overflow in VPMADDUBSW on x86 CPUs without VNNI",
+    )
+    op_types_to_quantize: list[str] = Field(
+        default_factory=lambda: ["Conv", "MatMul", "Gemm"],
+        min_length=1,
+        description="operator types to quantize; int8 over every op can destroy accuracy",
+    )
+    calibrate_method: Literal["MinMax", "Entropy", "Percentile"] = Field(
+        default="MinMax", description="how static mode turns calibration ranges into scales"
+    )
+    activation_type: QuantTypeName = Field(default="QInt8", description="activation integer type (static)")
+    weight_type: QuantTypeName = Field(default="QInt8", description="weight integer type")
+    activation_symmetric: bool = Field(
+        default=False,
+        description="zero point 0 for activations (static); TensorRT accepts only symmetric QDQ",
+    )
+    calibration_batch_size: int = Field(default=32, gt=0, description="samples per calibration run")
+    preprocess: bool = Field(
+        default=True, description="run ORT quant_pre_process (shape inference + graph optimisation) first"
+    )
+
+
+def to_quantize_kwargs(config: OnnxQuantizeConfig) -> dict[str, Any]:
+    """The one place an ``onnx-quantize`` config becomes ``onnxruntime.quantization`` kwargs."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    kwargs: dict[str, Any] = {
+        "op_types_to_quantize": list(config.op_types_to_quantize),
+        "per_channel": config.per_channel,
+        "reduce_range": config.reduce_range,
+        "weight_type": QuantType[config.weight_type],
+    }
+    if config.mode == "static":
+        kwargs.update(
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType[config.activation_type],
+            calibrate_method=CalibrationMethod[config.calibrate_method],
+            calibration_providers=["CPUExecutionProvider"],
+            extra_options={"ActivationSymmetric": config.activation_symmetric},
+        )
+    return kwargs
+
+
+def calibration_reader(
+    batches: Callable[[], Iterator[Batch]],
+    public_inputs: tuple[str, ...],
+    native_inputs: tuple[str, ...],
+    dtypes: dict[str, Any],
+    batch_size: int,
+) -> Any:
+    """An ORT ``CalibrationDataReader`` over the context's calibration batches.
+
+    Batches arrive keyed by public input names; ORT wants the names inside the file,
+    in the file's dtypes, in runs of ``batch_size`` samples.
+    """
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = self._generate()
+
+        def _generate(self) -> Iterator[dict[str, np.ndarray]]:
+            for batch in batches():
+                missing = [n for n in public_inputs if n not in batch]
+                if missing:
+                    raise DataError(f"calibration batch lacks input {missing[0]!r}")
+                size = len(batch[public_inputs[0]])
+                for start in range(0, size, batch_size):
+                    yield {
+                        native: np.ascontiguousarray(
+                            batch[public][start : start + batch_size], dtype=dtypes[native]
+                        )
+                        for public, native in zip(public_inputs, native_inputs, strict=True)
+                    }
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+        def rewind(self) -> None:
+            self._feeds = self._generate()
+
+    return _Reader()
+
+
+class OnnxQuantize(Pass):
+    """ONNX Runtime int8 quantization: dynamic, or static in QDQ format with calibration."""
+
+    name: ClassVar[str] = "onnx-quantize"
+    config_model: ClassVar[type[PassConfig]] = OnnxQuantizeConfig
+    accepts: ClassVar[frozenset[ModelFormat]] = frozenset({"onnx"})
+    produces: ClassVar[ModelFormat] = "onnx"
+    needs_calibration: ClassVar[bool] = True
+
+    def requires_calibration(self, config: PassConfig) -> bool:
+        assert isinstance(config, OnnxQuantizeConfig)
+        return config.mode == "static"
+
+    def run(self, model: ModelArtifact, config: PassConfig, ctx: PassContext) -> ModelArtifact:
+        assert isinstance(config, OnnxQuantizeConfig)
+        if model.format != "onnx":
+            raise PassError(f"onnx-quantize takes an ONNX model, got {model.format}", where=ctx.target)
+        if config.mode == "static" and ctx.calibration is None:
+            raise DataError(
+                f"target {ctx.target}: onnx-quantize static needs calibration data "
+                "(set calibration: in edgepack.yaml)"
+            )
+        try:
+            from onnxruntime.quantization import quantize_dynamic, quantize_static
+        except ImportError as e:
+            raise BackendMissingError("onnxruntime", "onnx") from e
+
+        started = time.perf_counter()
+        source, preprocess_note = self._preprocess(model.path, config, ctx)
+        out = ctx.work_dir / ONNX_FILE
+        kwargs = to_quantize_kwargs(config)
+        ctx.progress(f"quantizing {model.path.name} (ONNX Runtime {config.mode} int8)")
+        try:
+            if config.mode == "dynamic":
+                quantize_dynamic(source, out, **kwargs)
+            else:
+                assert ctx.calibration is not None
+                native_in, _ = _native_io(model)
+                reader = calibration_reader(
+                    ctx.calibration,
+                    model.signature.input_names,
+                    native_in,
+                    _onnx_input_dtypes(source),
+                    config.calibration_batch_size,
+                )
+                quantize_static(source, out, reader, **kwargs)
+        except (DataError, ModelError, PassError):
+            raise
+        except Exception as e:
+            op = op_from_ort_error(str(e))
+            if op:
+                raise UnsupportedOpError(op, ctx.target, "ONNX Runtime quantization") from e
+            raise PassError(f"ONNX Runtime quantization failed: {first_line(e)}", where=ctx.target) from e
+        finally:
+            if source != model.path:
+                source.unlink(missing_ok=True)
+
+        details: dict[str, Any] = {
+            "quantization": {
+                "tool": "onnxruntime",
+                "mode": config.mode,
+                "format": "QDQ" if config.mode == "static" else "QOperator",
+                "per_channel": config.per_channel,
+                "reduce_range": config.reduce_range,
+                "op_types": list(config.op_types_to_quantize),
+                "weight_type": config.weight_type,
+            },
+            "preprocess": preprocess_note,
+            "size_bytes_before": _file_size(model.path),
+            "quantization_seconds": round(time.perf_counter() - started, 3),
+        }
+        if config.mode == "static":
+            details["quantization"].update(
+                activation_type=config.activation_type,
+                activation_symmetric=config.activation_symmetric,
+                calibrate_method=config.calibrate_method,
+            )
+        return ModelArtifact(
+            path=out,
+            format="onnx",
+            signature=model.signature,
+            precision="int8" if config.mode == "static" else "dynamic",
+            native_inputs=model.native_inputs,
+            native_outputs=model.native_outputs,
+            details={**_carried(model.details), **details},
+        )
+
+    @staticmethod
+    def _preprocess(path: Path, config: OnnxQuantizeConfig, ctx: PassContext) -> tuple[Path, str]:
+        """ORT's recommended pre-processing; its failure is not fatal (the raw model still quantizes)."""
+        if not config.preprocess:
+            return path, "skipped"
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        pre = ctx.work_dir / "preprocessed.onnx"
+        try:
+            quant_pre_process(str(path), str(pre))
+        except Exception as e:
+            # Known on real models: "Incomplete symbolic shape inference". Quantize the
+            # unprocessed model instead and say so in the manifest.
+            pre.unlink(missing_ok=True)
+            note = f"failed, quantized the unprocessed model: {first_line(e)}"
+            logger.warning("onnx-quantize (%s): quant_pre_process %s", ctx.target, note)
+            return path, note
+        return pre, "ok"
+
+
+def _onnx_input_dtypes(path: Path) -> dict[str, Any]:
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    proto = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in proto.graph.initializer}
+    return {
+        i.name: tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
+        for i in proto.graph.input
+        if i.name not in inits
+    }
+
+
+def _carried(details: Any) -> dict[str, Any]:
+    """Facts of the input model that still describe the output (converter, opset)."""
+    keep = ("converter", "onnx_opset", "conversion_seconds")
+    return {k: details[k] for k in keep if k in details}
+
+
+# -- onnx-float16 -------------------------------------------------------------------
+
+
+class OnnxFloat16Config(PassConfig):
+    keep_io_types: bool = Field(
+        default=True, description="keep float32 inputs and outputs (casts inside the graph)"
+    )
+    op_block_list: list[str] | None = Field(
+        default=None, description="operator types to keep in float32 (converter default list when unset)"
+    )
+
+
+def to_float16_kwargs(config: OnnxFloat16Config) -> dict[str, Any]:
+    """The one place an ``onnx-float16`` config becomes onnxconverter-common kwargs."""
+    kwargs: dict[str, Any] = {"keep_io_types": config.keep_io_types}
+    if config.op_block_list is not None:
+        kwargs["op_block_list"] = list(config.op_block_list)
+    return kwargs
+
+
+class OnnxFloat16(Pass):
+    """float32 -> float16 weights and compute with onnxconverter-common."""
+
+    name: ClassVar[str] = "onnx-float16"
+    config_model: ClassVar[type[PassConfig]] = OnnxFloat16Config
+    accepts: ClassVar[frozenset[ModelFormat]] = frozenset({"onnx"})
+    produces: ClassVar[ModelFormat] = "onnx"
+
+    def run(self, model: ModelArtifact, config: PassConfig, ctx: PassContext) -> ModelArtifact:
+        assert isinstance(config, OnnxFloat16Config)
+        if model.format != "onnx":
+            raise PassError(f"onnx-float16 takes an ONNX model, got {model.format}", where=ctx.target)
+        onnx = _import_onnx()
+        try:
+            from onnxconverter_common import float16
+        except ImportError as e:
+            raise BackendMissingError("onnxconverter_common", "onnx") from e
+        started = time.perf_counter()
+        ctx.progress(f"converting {model.path.name} to float16")
+        proto = onnx.load(str(model.path))
+        try:
+            converted = float16.convert_float_to_float16(proto, **to_float16_kwargs(config))
+        except Exception as e:
+            raise PassError(f"float16 conversion failed: {first_line(e)}", where=ctx.target) from e
+        out = ctx.work_dir / ONNX_FILE
+        onnx.save(converted, str(out))
+        return ModelArtifact(
+            path=out,
+            format="onnx",
+            signature=model.signature,
+            precision="fp16",
+            native_inputs=model.native_inputs,
+            native_outputs=model.native_outputs,
+            details={
+                **_carried(model.details),
+                # With keep_io_types false the file's float IO is float16: the backend's
+                # signature says so and callers' float32 arrays are cast on the way in.
+                "float16": {"keep_io_types": config.keep_io_types, "op_block_list": config.op_block_list},
+                "size_bytes_before": _file_size(model.path),
+                "float16_seconds": round(time.perf_counter() - started, 3),
+            },
+        )
