@@ -86,7 +86,7 @@ def measure_artifact(artifact: Path, runs: int) -> ReportRow:
         sample = {k: np.asarray(v, dtype=np.float32) for k, v in manifest["sample"]["inputs"].items()}
         p50, p99 = time_predict(predictor.predict, sample, runs)
         description = backend.describe()
-    fidelity = {k: v for k, v in manifest.get("fidelity", {}).items() if k != "attempts"}
+    fidelity = dict(manifest.get("fidelity", {}).get("metrics") or {})
     return ReportRow(
         name=manifest["target"]["name"],
         format=model["format"],

@@ -18,9 +18,7 @@ def _mb(n: int | None) -> str:
 
 
 def _metric(fidelity: dict[str, Any], name: str, fmt: str = "{:.4f}") -> str:
-    value = fidelity.get(name)
-    if value is None:
-        value = fidelity.get("metrics", {}).get(name) if isinstance(fidelity.get("metrics"), dict) else None
+    value = (fidelity.get("metrics") or {}).get(name)
     return "-" if value is None else fmt.format(value)
 
 

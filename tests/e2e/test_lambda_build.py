@@ -92,8 +92,8 @@ def test_manifest_records_what_shipped(built: Built) -> None:
     assert m["model"]["signature"]["outputs"][0]["name"] == "probabilities"
     fidelity = m["fidelity"]
     assert fidelity["passed"] is True
-    assert fidelity["top1_agreement"] >= 0.98
-    assert fidelity["accuracy_drop"] <= 0.01
+    assert fidelity["metrics"]["top1_agreement"] >= 0.98
+    assert fidelity["metrics"]["accuracy_drop"] <= 0.01
     packages = {p["name"].lower().replace("_", "-") for p in m["runtime"]["packages"]}
     assert {"ai-edge-litert", "numpy", "aws-lambda-powertools"} <= packages
     assert m["runtime"]["trimmed"], "the profile's trim rules removed nothing"
