@@ -567,13 +567,37 @@ def _stage_and_package(
             },
             epoch=shared.epoch,
             tool_versions=shared.tools,
-            extra_runtime={},
+            extra_runtime=_trt_cache_record(profile, model_section.sha256),
         )
     )
     write_manifest(staging, manifest)
     attest_tree(staging, shared.signer, _provenance(shared, profile, vendored))
     say(f"[{profile.name}] packaging ({profile.packager})")
     return _package(profile, staging, partial, shared.epoch)
+
+
+def _trt_cache_record(profile: TargetProfile, model_sha256: str) -> dict[str, Any]:
+    """How the device keys its TensorRT engine cache, so no cache serves another model's engine.
+
+    The TensorRT version and the GPU's compute capability are only known on the device,
+    which completes the key at load time (``trt_cache.engine_cache_key``)."""
+    from .runtime.trt_cache import precision_from_trt_options
+
+    for provider in profile.runtime_settings.get("providers") or []:
+        options = provider.get("options") or {}
+        if provider.get("name") == "TensorrtExecutionProvider" and options.get("trt_engine_cache_enable"):
+            return {
+                "trt_engine_cache": {
+                    "model_sha256": model_sha256,
+                    "precision": profile.runtime_settings.get("precision")
+                    or precision_from_trt_options(options),
+                    "trt_version": "detected on the device",
+                    "compute_capability": "detected on the device",
+                    "key": "sha256 over model_sha256, trt_version, compute_capability, precision",
+                    "base_dir": options.get("trt_engine_cache_path"),
+                }
+            }
+    return {}
 
 
 def _sample(shared: _Inputs, profile: TargetProfile, optimized: ModelArtifact) -> dict[str, Any]:

@@ -87,7 +87,11 @@ def test_manifest_records_what_shipped(built: Built) -> None:
         "python3.12",
         "2.34",
     )
-    assert (m["model"]["format"], m["model"]["precision"], m["model"]["variant"]) == ("tflite", "int8", "int8")
+    assert (m["model"]["format"], m["model"]["precision"], m["model"]["variant"]) == (
+        "tflite",
+        "int8",
+        "int8",
+    )
     assert m["model"]["signature"]["inputs"][0]["name"] == "image"
     assert m["model"]["signature"]["outputs"][0]["name"] == "probabilities"
     fidelity = m["fidelity"]
@@ -105,7 +109,9 @@ def test_manifest_records_what_shipped(built: Built) -> None:
 
 def test_verify_accepts_both_artifacts(built: Built) -> None:
     for name in (X86, ARM):
-        result = CliRunner().invoke(cli, ["verify", str(built.artifact(name)), "--key", str(built.public_key)])
+        result = CliRunner().invoke(
+            cli, ["verify", str(built.artifact(name)), "--key", str(built.public_key)]
+        )
         assert result.exit_code == 0, result.output
         assert "verified" in result.output
 
@@ -131,7 +137,10 @@ def _keras_labels(sample_dir: Path, images: np.ndarray) -> list[int]:
 def test_invoke_every_event_shape(built: Built, sample_dir: Path) -> None:
     from edgepack.invoke.local import invoke_local_many
 
-    events = [json.loads((sample_dir / "events" / f).read_text()) for f in ("direct.json", "oip.json", "apigw-v2.json")]
+    events = [
+        json.loads((sample_dir / "events" / f).read_text())
+        for f in ("direct.json", "oip.json", "apigw-v2.json")
+    ]
     results = invoke_local_many(built.artifact(X86), events)
     direct, oip, apigw = (r.response for r in results)
 
