@@ -525,7 +525,7 @@ def _stage_and_package(
     say(f"[{profile.name}] vendoring {packages} for {profile.arch} cp{profile.python}")
     vendored = vendor(profile, staging, shared.cache, say)
     say(f"[{profile.name}] auditing shared objects for {profile.arch}, glibc <= {profile.glibc}")
-    audit_tree(staging, profile.arch, profile.glibc or "")
+    audit_tree(staging, profile.arch, profile.glibc or "", python=profile.python)
 
     model_section = ModelSection(
         file=model_file.relative_to(staging).as_posix(),

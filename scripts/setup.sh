@@ -4,6 +4,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages the tests use: mmdebstrap builds the aarch64 Python root that arm64
+# artifacts are run in under qemu user-mode emulation.
+DEBIAN_PACKAGES=(mmdebstrap)
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) == 0 ]]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "note: missing Debian packages (${missing[*]}): the tests that need them are skipped" >&2
+  fi
+fi
+
 PYTHON=${PYTHON:-python3.11}
 if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv
