@@ -264,7 +264,7 @@ def test_gate_falls_back_when_int8_drifts(built: Built, tmp_path: Path) -> None:
     assert any("max_abs_error" in f for f in shipped.attempts[0]["failures"])
     m = _manifest(tmp_path / "dist" / X86)
     assert m["model"]["variant"] == shipped.variant
-    assert [a["variant"] for a in m["fidelity"]["attempts"]][0] == "int8"
+    assert m["fidelity"]["attempts"][0]["variant"] == "int8"
 
 
 def test_gate_fails_the_build_when_nothing_passes(built: Built, tmp_path: Path) -> None:
