@@ -55,3 +55,38 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     unless EDGEPACK_CACHE_DIR is set on purpose (CI sets it to reuse vendored wheels)."""
     if "EDGEPACK_CACHE_DIR" not in os.environ:
         os.environ["EDGEPACK_CACHE_DIR"] = str(tmp_path_factory.mktemp("edgepack-cache"))
+
+
+@pytest.fixture(scope="session")
+def multi_io_keras_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny deterministic Keras model with two named inputs and two named outputs.
+
+    Inputs, in this order: ``pixels`` float32 (None, 4, 4, 1) and ``meta`` float32 (None, 3).
+    Outputs, in this order: ``class_probs`` float32 (None, 5) (softmax) and ``score``
+    float32 (None, 1). Every input and output has its own shape, so a step that swaps
+    names or order fails loudly. Weights come from seeded initializers (no global seed).
+    """
+    from typing import Any
+
+    from edgepack.model.tf_env import import_keras
+
+    keras = import_keras()
+
+    def dense(units: int, seed: int, **kwargs: Any) -> Any:
+        return keras.layers.Dense(
+            units,
+            kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+            bias_initializer=keras.initializers.RandomUniform(-0.1, 0.1, seed=seed + 100),
+            **kwargs,
+        )
+
+    pixels = keras.Input(shape=(4, 4, 1), name="pixels")
+    meta = keras.Input(shape=(3,), name="meta")
+    x = keras.layers.Concatenate()([keras.layers.Flatten()(pixels), meta])
+    x = dense(8, 1, activation="relu")(x)
+    class_probs = dense(5, 2, activation="softmax", name="class_probs")(x)
+    score = dense(1, 3, name="score")(x)
+    model = keras.Model([pixels, meta], [class_probs, score], name="multi_io")
+    path = tmp_path_factory.mktemp("multi_io") / "multi_io.keras"
+    model.save(path)
+    return path

@@ -142,6 +142,46 @@ def first_line(e: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def canonicalize_names(proto: Any) -> None:
+    """Rename generated node and tensor names by position, so one model converts to the same bytes.
+
+    tf2onnx numbers the names it makes up from a process-wide counter (``const_axes__23``
+    in one run, ``__24`` in the next) and orders initializers by those names, which would
+    make builds irreproducible and give one model several digests (and TensorRT
+    engine-cache keys). Tensors are renamed in order of first use by the (stable) node
+    list, and initializers sorted by their new names. Graph inputs and outputs keep
+    their names; graphs with subgraphs (If/Loop) are left as they are.
+    """
+    graph = proto.graph
+    if any(attr.type in (5, 10) for node in graph.node for attr in node.attribute):  # GRAPH, GRAPHS
+        return
+    initializers = {t.name for t in graph.initializer}
+    keep = {i.name for i in graph.input if i.name not in initializers} | {o.name for o in graph.output}
+    mapping: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return mapping.setdefault(name, f"t{len(mapping)}")
+
+    for i, node in enumerate(graph.node):
+        node.name = f"{node.op_type}_{i}"
+        node.input[:] = [rename(n) for n in node.input]
+        node.output[:] = [rename(n) for n in node.output]
+    for info in list(graph.input) + list(graph.value_info):
+        info.name = rename(info.name)
+    for tensor in graph.initializer:
+        tensor.name = rename(tensor.name)  # unused initializers get names after every used one
+    ordered = sorted(graph.initializer, key=lambda t: int(t.name[1:]) if t.name in mapping.values() else -1)
+    copies = []
+    for tensor in ordered:
+        clone = type(tensor)()
+        clone.CopyFrom(tensor)
+        copies.append(clone)
+    del graph.initializer[:]
+    graph.initializer.extend(copies)
+
+
 def unknown_ops(proto: Any) -> list[str]:
     """Operators in an ONNX model that neither the ONNX standard nor ONNX Runtime define.
 
@@ -306,6 +346,7 @@ class OnnxConvert(Pass):
         native_outputs: tuple[str, ...] = ()
         if not rename_outputs(proto, model.signature.output_names):
             native_outputs = tool_names  # names taken inside the graph: keep them, record the map
+        canonicalize_names(proto)
         onnx.save(proto, str(out))
         return ModelArtifact(
             path=out,
