@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -415,14 +415,22 @@ def _optimize(shared: _Inputs, profile: TargetProfile, variant: Variant) -> Mode
         return _load_cached_artifact(hit)
 
     calibration = shared.calibration
+
+    def calibration_batches() -> Iterator[Batch]:
+        assert calibration is not None
+        return iter(calibration.batches(1))
+
+    def pass_progress(message: str) -> None:
+        shared.progress(f"[{profile.name}] {message}")
+
     with tempfile.TemporaryDirectory(prefix="edgepack-passes-") as tmp:
         model = shared.source.artifact
         for i, ((p, spec), config) in enumerate(zip(passes, configs, strict=True)):
             ctx = PassContext(
                 work_dir=Path(tmp) / f"{i:02d}-{spec.name}",
                 target=profile.name,
-                calibration=(lambda: calibration.batches(1)) if calibration is not None else None,
-                progress=lambda m, n=profile.name: shared.progress(f"[{n}] {m}"),
+                calibration=calibration_batches if calibration is not None else None,
+                progress=pass_progress,
             )
             ctx.work_dir.mkdir()
             shared.progress(f"[{profile.name}] {spec.name} {spec.config or ''}".rstrip())

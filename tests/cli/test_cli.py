@@ -13,7 +13,17 @@ from click.testing import CliRunner
 from edgepack.cli.main import cli
 from edgepack.config import parse_project_file
 
-COMMANDS = [[], ["init"], ["keys"], ["keys", "generate"], ["build"], ["verify"], ["invoke"], ["targets"], ["report"]]
+COMMANDS = [
+    [],
+    ["init"],
+    ["keys"],
+    ["keys", "generate"],
+    ["build"],
+    ["verify"],
+    ["invoke"],
+    ["targets"],
+    ["report"],
+]
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "edgepack")
@@ -40,7 +50,8 @@ def test_help_imports_no_framework() -> None:
 def test_init_writes_a_starter_that_validates(tmp_path: Path) -> None:
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "net.keras").write_bytes(b"")
-    result = CliRunner().invoke(cli, ["init", "--dir", str(tmp_path), "--name", "My Net"], catch_exceptions=False)
+    args = ["init", "--dir", str(tmp_path), "--name", "My Net"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     text = (tmp_path / "edgepack.yaml").read_text()
     project = parse_project_file(text, "edgepack.yaml")
