@@ -37,7 +37,8 @@ Progress = Callable[[str], None]
 
 _MODEL_FILE_NAMES = {"tflite": "model.tflite", "onnx": "model.onnx", "openvino": "model.xml"}
 _HOOKS_MODULE = "edgepack_user_hooks"
-_ARTIFACT_SUFFIX = {"lambda-zip": ".zip", "ota-bundle": ".bundle.tar.gz", "oci-image": ".oci.tar"}
+_ARTIFACT_SUFFIX = {"lambda-zip": ".zip", "ota-bundle": ".bundle.tar.gz"}
+_PACKAGERS = frozenset(_ARTIFACT_SUFFIX)
 _FIDELITY_BATCH = 64
 
 
@@ -207,6 +208,12 @@ def _check_pass_chains(project: Project) -> None:
 
     start = project.file.model.format or _format_of(project.model_path)
     for profile in project.targets:
+        if profile.packager not in _PACKAGERS:
+            raise ConfigError(
+                f"packager {profile.packager} is not available in edgepack {__version__} "
+                f"(available: {', '.join(sorted(_PACKAGERS))})",
+                where=f"target {profile.name}",
+            )
         for vi, variant in enumerate(profile.variants):
             fmt = start
             for pi, spec in enumerate(variant.passes):

@@ -84,3 +84,13 @@ def test_bad_config_is_one_line_exit_2(sample_project: Path, tmp_path: Path) -> 
     lines = [line for line in result.output.splitlines() if line.startswith("edgepack: error:")]
     assert lines == [f"edgepack: error: {config}: versoin: unknown field"]
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_target_without_a_packager_fails_before_any_work(sample_project: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dist"
+    result = CliRunner().invoke(
+        cli, ["build", str(sample_project), "--target", "container-cpu", "--out", str(out)]
+    )
+    assert result.exit_code == 2
+    assert "target container-cpu: packager oci-image is not available" in result.output
+    assert not out.exists()
