@@ -16,15 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# One file digest for build and runtime: the runtime ships alone, so it holds the code.
+from .runtime.trt_cache import sha256_file
+
 CACHE_ENV = "EDGEPACK_CACHE_DIR"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sha256_tree(path: Path) -> str:

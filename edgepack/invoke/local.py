@@ -803,8 +803,10 @@ def invoke_local(
     cannot run faithfully here; raises ``InvokeTimeoutError`` past ``timeout_s``.
     Function and init errors come back in the result.
     """
-    with LocalLambda(
+    # The first invocation of a fresh environment is the cold one.
+    return invoke_local_many(
         artifact,
+        [event],
         python=python,
         timeout_s=timeout_s,
         memory_mb=memory_mb,
@@ -812,8 +814,7 @@ def invoke_local(
         region=region,
         function_name=function_name,
         cache=cache,
-    ) as function:
-        return function.invoke(event)
+    )[0]
 
 
 def invoke_local_many(

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..runtime.signature import IOSignature, TensorSpec
-from .base import Batch, ModelArtifact
+from .base import Batch
 from .loader import NameMap, model_error
 from .tf_env import import_keras, import_tensorflow
 
@@ -46,13 +46,9 @@ class KerasModelSource:
             raise model_error(path, "cannot load the Keras model", e) from e
         native = _signature(self._model, path)
         self._names = NameMap.build(path, native, input_names, output_names)
-        self.artifact = ModelArtifact(
-            path=path,
-            format="keras",
-            signature=self._names.public,
+        self.artifact = self._names.artifact(
+            "keras",
             precision="fp32",
-            native_inputs=self._names.native_inputs,
-            native_outputs=self._names.native_outputs,
             details={
                 "framework": "keras",
                 "keras_version": keras.__version__,
@@ -70,7 +66,7 @@ class KerasModelSource:
 
     def predict(self, batch: Batch) -> Batch:
         """Run the model on one batch (public input names) and return public output names."""
-        feeds = {nat.name: arr.astype(nat.dtype, copy=False) for _, nat, arr in self._names.feeds(batch)}
+        feeds = self._names.native_feeds(batch)
         try:
             # One input: the bare array (Sequential models take nothing else); several: by name,
             # which Keras matches whatever structure (list or dict) the model was built with.

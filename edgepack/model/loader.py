@@ -11,12 +11,13 @@ import dataclasses
 import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError, DataError, ModelError
 from ..runtime.signature import IOSignature, TensorSpec
-from .base import Batch, ModelSource
+from .base import Batch, ModelArtifact, ModelFormat, ModelSource, Precision
 
 # format -> (module, class) implementing it; imported lazily so that `edgepack --help` starts fast
 _SOURCES: dict[str, tuple[str, str]] = {
@@ -152,12 +153,30 @@ class NameMap:
             for pub, nat in zip(self.public.inputs, self.native.inputs, strict=True)
         ]
 
+    def native_feeds(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The batch (public names) as the model takes it: native names, native dtypes, model order."""
+        return {nat.name: arr.astype(nat.dtype, copy=False) for _, nat, arr in self.feeds(batch)}
+
     def outputs(self, native_outputs: Mapping[str, np.ndarray]) -> Batch:
         """Native output name -> array, to public name -> array in model order."""
         return {
             pub.name: np.asarray(native_outputs[nat.name])
             for pub, nat in zip(self.public.outputs, self.native.outputs, strict=True)
         }
+
+    def artifact(
+        self, fmt: ModelFormat, *, precision: Precision, details: Mapping[str, Any]
+    ) -> ModelArtifact:
+        """The source's ``ModelArtifact``: this file, the public signature, native names where they differ."""
+        return ModelArtifact(
+            path=self.path,
+            format=fmt,
+            signature=self.public,
+            precision=precision,
+            native_inputs=self.native_inputs,
+            native_outputs=self.native_outputs,
+            details=details,
+        )
 
 
 def _renamed(

@@ -7,26 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendMissingError
+from ..runtime.backends.onnxruntime import ORT_DTYPES
 from ..runtime.signature import IOSignature, TensorSpec
-from .base import Batch, ModelArtifact, Precision
+from .base import Batch, Precision
 from .loader import NameMap, model_error
 
-# ONNX Runtime's type strings -> numpy dtype names
-_ORT_DTYPES = {
-    "tensor(float)": "float32",
-    "tensor(float16)": "float16",
-    "tensor(double)": "float64",
-    "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8",
-    "tensor(int16)": "int16",
-    "tensor(uint16)": "uint16",
-    "tensor(int32)": "int32",
-    "tensor(uint32)": "uint32",
-    "tensor(int64)": "int64",
-    "tensor(uint64)": "uint64",
-    "tensor(bool)": "bool",
-    "tensor(string)": "object",
-}
 _FLOAT16 = 10  # onnx.TensorProto.FLOAT16
 
 
@@ -63,13 +48,9 @@ class OnnxModelSource:
         self._names = NameMap.build(path, native, input_names, output_names)
         opsets = {(entry.domain or "ai.onnx"): int(entry.version) for entry in proto.opset_import}
         producer = " ".join(p for p in (proto.producer_name, proto.producer_version) if p)
-        self.artifact = ModelArtifact(
-            path=path,
-            format="onnx",
-            signature=self._names.public,
+        self.artifact = self._names.artifact(
+            "onnx",
             precision=_precision(proto),
-            native_inputs=self._names.native_inputs,
-            native_outputs=self._names.native_outputs,
             details={
                 "framework": "onnx",
                 "opset": opsets.get("ai.onnx"),
@@ -83,7 +64,7 @@ class OnnxModelSource:
 
     def predict(self, batch: Batch) -> Batch:
         """Run the model with ONNX Runtime (CPU) on one batch (public names in and out)."""
-        feeds = {nat.name: arr.astype(nat.dtype, copy=False) for _, nat, arr in self._names.feeds(batch)}
+        feeds = self._names.native_feeds(batch)
         names = list(self._names.native.output_names)
         try:
             arrays = self._session.run(names, feeds)
@@ -105,7 +86,7 @@ def _precision(proto: Any) -> Precision:
 
 
 def _spec(path: Path, arg: Any) -> TensorSpec:
-    dtype = _ORT_DTYPES.get(arg.type)
+    dtype = ORT_DTYPES.get(arg.type)
     if dtype is None:
         raise model_error(path, f"tensor {arg.name!r} has type {arg.type}, which edgepack cannot feed")
     shape = arg.shape if arg.shape is not None else []

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..runtime.signature import IOSignature, TensorSpec
-from .base import Batch, ModelArtifact
+from .base import Batch
 from .loader import NameMap, model_error
 from .tf_env import import_tensorflow
 
@@ -54,13 +54,9 @@ class SavedModelSource:
         self._function = signatures[key]
         native = _signature(self._function, path, _positional_order(self._loaded))
         self._names = NameMap.build(path, native, input_names, output_names)
-        self.artifact = ModelArtifact(
-            path=path,
-            format="savedmodel",
-            signature=self._names.public,
+        self.artifact = self._names.artifact(
+            "savedmodel",
             precision="fp32",
-            native_inputs=self._names.native_inputs,
-            native_outputs=self._names.native_outputs,
             details={
                 "framework": "tensorflow",
                 "tensorflow_version": tf.__version__,
@@ -72,10 +68,7 @@ class SavedModelSource:
     def predict(self, batch: Batch) -> Batch:
         """Run the serving signature on one batch (public names in and out)."""
         tf = import_tensorflow()
-        feeds = {
-            nat.name: tf.constant(arr.astype(nat.dtype, copy=False))
-            for _, nat, arr in self._names.feeds(batch)
-        }
+        feeds = {name: tf.constant(arr) for name, arr in self._names.native_feeds(batch).items()}
         try:
             result = self._function(**feeds)
         except Exception as e:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import BackendMissingError, DataError
 from ..runtime.signature import IOSignature, Quantization, TensorSpec
-from .base import Batch, ModelArtifact, Precision
+from .base import Batch, Precision
 from .loader import NameMap, model_error
 from .tf_env import quiet_native_stderr, wants_quiet
 
@@ -82,13 +82,9 @@ class TFLiteModelSource:
             for s in (*native.inputs, *native.outputs)
             if s.quantization
         }
-        self.artifact = ModelArtifact(
-            path=path,
-            format="tflite",
-            signature=self._names.public,
+        self.artifact = self._names.artifact(
+            "tflite",
             precision=_precision(self._interpreter, bool(quantized)),
-            native_inputs=self._names.native_inputs,
-            native_outputs=self._names.native_outputs,
             details={
                 "framework": "litert",
                 "litert_version": litert_version,

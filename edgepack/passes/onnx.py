@@ -20,8 +20,9 @@ from pydantic import Field
 
 from ..errors import BackendMissingError, DataError, ModelError, PassError, UnsupportedOpError
 from ..model.base import Batch, ModelArtifact, ModelFormat
-from ..model.tf_env import import_keras, import_tensorflow
 from .base import Pass, PassConfig, PassContext
+from .converter_errors import converter_error, first_line
+from .tf_trace import tf_function_for
 
 logger = logging.getLogger("edgepack.passes")
 
@@ -42,104 +43,7 @@ def _import_onnx() -> Any:
     return onnx
 
 
-# -- Keras / SavedModel as one traced function --------------------------------------
-
-
-def tf_function_for(model: ModelArtifact) -> tuple[Any, list[Any]]:
-    """A ``tf.function`` over a Keras or SavedModel model, with public IO names and order.
-
-    Inputs are ``tf.TensorSpec``s named after the public input names (dynamic axes kept
-    as ``None``); the function returns a list of outputs in the order of
-    ``model.signature.outputs``. Both tf2onnx and OpenVINO trace it, so every converter
-    sees the same graph with the same names.
-    """
-    tf = import_tensorflow()
-    sig = model.signature
-    native_in = model.native_inputs or sig.input_names
-    native_out = model.native_outputs or sig.output_names
-    specs = [tf.TensorSpec(shape=list(t.shape), dtype=tf.as_dtype(t.dtype), name=t.name) for t in sig.inputs]
-    if model.format == "keras":
-        keras = import_keras()
-        try:
-            net = keras.saving.load_model(model.path, compile=False)
-        except Exception as e:
-            raise ModelError(f"cannot load Keras model: {first_line(e)}", where=str(model.path)) from e
-        keras_names = [t.name for t in net.inputs]
-
-        def call(*args: Any) -> Any:
-            if len(args) == 1:
-                return net(args[0], training=False)
-            if set(native_in) == set(keras_names):
-                return net(dict(zip(native_in, args, strict=True)), training=False)
-            return net(list(args), training=False)
-
-    elif model.format == "savedmodel":
-        try:
-            loaded = tf.saved_model.load(str(model.path))
-        except Exception as e:
-            raise ModelError(f"cannot load SavedModel: {first_line(e)}", where=str(model.path)) from e
-        # The signature the model source chose (serving_default, or a SavedModel's only one).
-        key = str(model.details.get("signature", "serving_default"))
-        if key not in loaded.signatures and len(loaded.signatures) == 1:
-            key = next(iter(loaded.signatures))
-        if key not in loaded.signatures:
-            raise ModelError(f"SavedModel has no {key!r} signature", where=str(model.path))
-
-        def call(*args: Any) -> Any:
-            # Look the signature up through ``loaded`` at trace time: the signature function
-            # does not own the variables, the loaded object does, and must outlive the trace.
-            return loaded.signatures[key](**dict(zip(native_in, args, strict=True)))
-
-    else:
-        raise PassError(f"cannot trace a {model.format} model with TensorFlow", where=str(model.path))
-
-    def ordered(result: Any) -> list[Any]:
-        if isinstance(result, dict):
-            missing = [n for n in native_out if n not in result]
-            if missing:
-                raise ModelError(
-                    f"model outputs {sorted(result)} do not include {missing}", where=str(model.path)
-                )
-            return [result[n] for n in native_out]
-        if isinstance(result, list | tuple):
-            return list(result)
-        return [result]
-
-    @tf.function(input_signature=specs)
-    def serve(*args: Any) -> list[Any]:
-        outs = ordered(call(*args))
-        if len(outs) != len(sig.outputs):
-            raise ModelError(
-                f"model returns {len(outs)} outputs, its signature names {len(sig.outputs)}",
-                where=str(model.path),
-            )
-        # Identity ops give every output a tensor of its own, even when two outputs share one.
-        return [tf.identity(o) for o in outs]
-
-    return serve, specs
-
-
 # -- ONNX graph helpers -------------------------------------------------------------
-
-
-_NOISE_RE = re.compile(
-    r"^(File \"|in user code:|Check '.*' failed at|Exception from src/|FrontEnd API failed|Traceback"
-    r"|Summary:$)"
-)
-
-
-def first_line(e: BaseException, limit: int = 300) -> str:
-    """A converter's error cut to the one line that says what is wrong.
-
-    TensorFlow puts the cause last, after "in user code:" and a stack; OpenVINO puts
-    source locations first. Skip those, keep the first line that is a message.
-    """
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    if lines and lines[0].startswith("in user code:"):
-        lines = lines[-1:]
-    lines = [ln for ln in lines if not _NOISE_RE.match(ln)]
-    text = " ".join(lines[0].split()) if lines else type(e).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def canonicalize_names(proto: Any) -> None:
@@ -329,10 +233,7 @@ class OnnxConvert(Pass):
         except (ModelError, PassError):
             raise
         except Exception as e:
-            op = _tf_op_from_error(str(e))
-            if op:
-                raise UnsupportedOpError(op, ctx.target, "tf2onnx") from e
-            raise PassError(f"tf2onnx failed: {first_line(e)}", where=ctx.target) from e
+            raise converter_error(e, _tf_op_from_error(str(e)), ctx.target, "tf2onnx") from e
         bad = unknown_ops(proto)
         if bad:
             raise UnsupportedOpError(bad[0], ctx.target, "tf2onnx has no ONNX mapping for it")
@@ -528,9 +429,7 @@ class OnnxQuantize(Pass):
             raise
         except Exception as e:
             op = op_from_ort_error(str(e))
-            if op:
-                raise UnsupportedOpError(op, ctx.target, "ONNX Runtime quantization") from e
-            raise PassError(f"ONNX Runtime quantization failed: {first_line(e)}", where=ctx.target) from e
+            raise converter_error(e, op, ctx.target, "ONNX Runtime quantization") from e
         finally:
             if source != model.path:
                 source.unlink(missing_ok=True)

@@ -14,10 +14,11 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from ..errors import BackendMissingError, DataError, ModelError, PassError, UnsupportedOpError
+from ..errors import BackendMissingError, DataError, ModelError, PassError
 from ..model.base import Batch, ModelArtifact, ModelFormat
 from .base import Pass, PassConfig, PassContext
-from .onnx import first_line, tf_function_for
+from .converter_errors import converter_error
+from .tf_trace import tf_function_for
 
 IR_FILE = "model.xml"
 
@@ -105,9 +106,9 @@ class OpenVinoConvert(Pass):
             raise
         except Exception as e:
             op = op_from_openvino_error(str(e))
-            if op:
-                raise UnsupportedOpError(op, ctx.target, "OpenVINO model conversion") from e
-            raise PassError(f"OpenVINO conversion failed: {first_line(e)}", where=ctx.target) from e
+            raise converter_error(
+                e, op, ctx.target, "OpenVINO model conversion", failed="OpenVINO conversion"
+            ) from e
         _set_public_names(ov_model, model)
         if not _ordered_like_signature(ov_model, model):
             raise PassError("OpenVINO reordered the model inputs", where=ctx.target)
@@ -233,10 +234,7 @@ class OpenVinoQuantize(Pass):
         except (DataError, PassError):
             raise
         except Exception as e:
-            op = op_from_openvino_error(str(e))
-            if op:
-                raise UnsupportedOpError(op, ctx.target, "NNCF quantization") from e
-            raise PassError(f"NNCF quantization failed: {first_line(e)}", where=ctx.target) from e
+            raise converter_error(e, op_from_openvino_error(str(e)), ctx.target, "NNCF quantization") from e
         out = ctx.work_dir / IR_FILE
         # int8 weights are stored as int8 either way; keep the rest (scales, biases) exact.
         ov.save_model(quantized, str(out), compress_to_fp16=False)

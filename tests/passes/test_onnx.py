@@ -14,20 +14,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from passes_helpers import gate, pass_runner
 
-from edgepack.config import Thresholds
 from edgepack.errors import ConfigError, DataError, UnsupportedOpError
-from edgepack.fidelity import FidelityReport, evaluate
 from edgepack.model.base import Batch, ModelArtifact, ModelSource
 from edgepack.model.loader import load_model
-from edgepack.passes import PassContext, get_pass
+from edgepack.passes import get_pass
 from edgepack.runtime.backends import load_backend
 from edgepack.runtime.predictor import Predictor
 from edgepack.targets import load_target
 
 TARGET = "test-onnx"
-# The gate the sample project ships with (samples/digits/edgepack.yaml).
-GATE = Thresholds(min_top1_agreement=0.98, max_accuracy_drop=0.01, min_cosine_similarity=0.99)
 FP32_TOLERANCE = 1e-5  # measured 5e-7
 FP16_TOLERANCE = 5e-3  # measured 1.5e-3
 CPU = {"providers": [{"name": "CPUExecutionProvider"}], "threads": 1}
@@ -36,20 +33,7 @@ CPU = {"providers": [{"name": "CPUExecutionProvider"}], "threads": 1}
 # -- helpers ------------------------------------------------------------------------
 
 
-def run_pass(
-    name: str,
-    model: ModelArtifact,
-    config: dict[str, Any],
-    work: Path,
-    calibration: Callable[[], Iterator[Batch]] | None = None,
-) -> ModelArtifact:
-    p = get_pass(name)
-    work.mkdir(parents=True, exist_ok=True)
-    return p.run(
-        model,
-        p.parse_config(config, name),
-        PassContext(work_dir=work, target=TARGET, calibration=calibration),
-    )
+run_pass = pass_runner(TARGET)
 
 
 def predict_with_ort(model: ModelArtifact, inputs: Batch, settings: dict[str, Any] = CPU) -> Batch:
@@ -68,17 +52,6 @@ def initializer_bytes(path: Path) -> int:
 
 
 @pytest.fixture(scope="session")
-def digits(keras_model_path: Path) -> ModelSource:
-    return load_model(keras_model_path)
-
-
-@pytest.fixture(scope="session")
-def validation(validation_npz: Path) -> tuple[Batch, np.ndarray]:
-    data = np.load(validation_npz)
-    return {"image": data["image"]}, data["labels"]
-
-
-@pytest.fixture(scope="session")
 def calibration(calibration_npz: Path) -> Callable[[], Iterator[Batch]]:
     images = np.load(calibration_npz)["image"]
     return lambda: iter([{"image": images[:100]}, {"image": images[100:]}])
@@ -89,11 +62,6 @@ def calibration_constant(calibration_npz: Path) -> Callable[[], Iterator[Batch]]
     """Fault: every calibration image is the same flat grey, so the ranges are wrong."""
     images = np.full_like(np.load(calibration_npz)["image"], 0.5)
     return lambda: iter([{"image": images}])
-
-
-@pytest.fixture(scope="session")
-def keras_reference(digits: ModelSource, validation: tuple[Batch, np.ndarray]) -> Batch:
-    return digits.predict(validation[0])
 
 
 @pytest.fixture(scope="session")
@@ -113,10 +81,6 @@ def onnx_int8(
     # What the jetson-trt profile asks for: symmetric QDQ, per-channel, compute-heavy ops only.
     config = load_target("jetson-trt").variants[0].passes[1].config
     return run_pass("onnx-quantize", onnx_fp32, config, work / "int8", calibration)
-
-
-def gate(reference: Batch, candidate: Batch, labels: np.ndarray) -> FidelityReport:
-    return evaluate(reference, candidate, labels, GATE)
 
 
 # -- onnx-convert -------------------------------------------------------------------
@@ -244,24 +208,6 @@ def test_config_renames_become_the_file_names(multi_io_keras_path: Path, tmp_pat
 # -- unsupported ops ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def sqrtm_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> ModelSource:
-    """A SavedModel using MatrixSquareRoot, which tf2onnx cannot map to ONNX."""
-    from edgepack.model.tf_env import import_tensorflow
-
-    tf = import_tensorflow()
-
-    class Sqrtm(tf.Module):  # type: ignore[name-defined]
-        @tf.function(input_signature=[tf.TensorSpec((None, 4, 4), tf.float32, name="x")])
-        def serve(self, x: Any) -> dict[str, Any]:
-            return {"y": tf.linalg.sqrtm(x)}
-
-    module = Sqrtm()
-    path = tmp_path_factory.mktemp("sqrtm") / "saved"
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return load_model(path)
-
-
 def test_tf_op_without_onnx_mapping_names_the_op(sqrtm_savedmodel: ModelSource, tmp_path: Path) -> None:
     with pytest.raises(UnsupportedOpError) as info:
         run_pass("onnx-convert", sqrtm_savedmodel.artifact, {}, tmp_path)
@@ -270,35 +216,9 @@ def test_tf_op_without_onnx_mapping_names_the_op(sqrtm_savedmodel: ModelSource, 
     assert "\n" not in info.value.hint()
 
 
-def custom_op_onnx(path: Path) -> ModelArtifact:
-    """An ONNX model whose only op lives in a custom domain no runtime knows."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    from edgepack.runtime.signature import IOSignature, TensorSpec
-
-    node = helper.make_node("FancyWarp", ["image"], ["probabilities"], domain="com.example")
-    graph = helper.make_graph(
-        [node],
-        "custom",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 8, 8, 1])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
-    )
-    proto = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
-    )
-    onnx.save(proto, str(path))
-    signature = IOSignature(
-        inputs=(TensorSpec("image", "float32", (None, 8, 8, 1)),),
-        outputs=(TensorSpec("probabilities", "float32", (None, 10)),),
-    )
-    return ModelArtifact(path=path, format="onnx", signature=signature)
-
-
-def test_custom_domain_onnx_is_refused_with_the_op(tmp_path: Path) -> None:
-    model = custom_op_onnx(tmp_path / "custom.onnx")
+def test_custom_domain_onnx_is_refused_with_the_op(custom_op_onnx: ModelArtifact, tmp_path: Path) -> None:
     with pytest.raises(UnsupportedOpError, match=r"operation com\.example\.FancyWarp") as info:
-        run_pass("onnx-convert", model, {}, tmp_path / "out")
+        run_pass("onnx-convert", custom_op_onnx, {}, tmp_path / "out")
     assert "\n" not in info.value.hint()
 
 

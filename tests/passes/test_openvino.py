@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from passes_helpers import gate, pass_runner
 
-from edgepack.config import Thresholds
 from edgepack.errors import ConfigError, DataError, UnsupportedOpError
-from edgepack.fidelity import FidelityReport, evaluate
 from edgepack.model.base import Batch, ModelArtifact, ModelSource
 from edgepack.model.loader import load_model
 from edgepack.passes import PassContext, get_pass
@@ -26,27 +25,13 @@ from edgepack.runtime.signature import IOSignature, TensorSpec
 from edgepack.targets import load_target
 
 TARGET = "test-openvino"
-GATE = Thresholds(min_top1_agreement=0.98, max_accuracy_drop=0.01, min_cosine_similarity=0.99)
 F32_TOLERANCE = 1e-4  # measured 1.1e-6
 FP16_WEIGHTS_TOLERANCE = 5e-3  # measured 1.1e-3
 # What the artifact runs: the intel-openvino profile's settings, on the CPU of this host.
 CPU_F32 = {"device": "CPU", "inference_precision": "f32", "threads": 1}
 
 
-def run_pass(
-    name: str,
-    model: ModelArtifact,
-    config: dict[str, Any],
-    work: Path,
-    calibration: Callable[[], Iterator[Batch]] | None = None,
-) -> ModelArtifact:
-    p = get_pass(name)
-    work.mkdir(parents=True, exist_ok=True)
-    return p.run(
-        model,
-        p.parse_config(config, name),
-        PassContext(work_dir=work, target=TARGET, calibration=calibration),
-    )
+run_pass = pass_runner(TARGET)
 
 
 def predict_with_openvino(model: ModelArtifact, inputs: Batch, settings: dict[str, Any] = CPU_F32) -> Batch:
@@ -58,30 +43,10 @@ def ir_bytes(model: ModelArtifact) -> int:
     return sum(p.stat().st_size for p in model.files())
 
 
-def gate(reference: Batch, candidate: Batch, labels: np.ndarray) -> FidelityReport:
-    return evaluate(reference, candidate, labels, GATE)
-
-
-@pytest.fixture(scope="session")
-def digits(keras_model_path: Path) -> ModelSource:
-    return load_model(keras_model_path)
-
-
-@pytest.fixture(scope="session")
-def validation(validation_npz: Path) -> tuple[Batch, np.ndarray]:
-    data = np.load(validation_npz)
-    return {"image": data["image"]}, data["labels"]
-
-
 @pytest.fixture(scope="session")
 def calibration(calibration_npz: Path) -> Callable[[], Iterator[Batch]]:
     images = np.load(calibration_npz)["image"]
     return lambda: iter([{"image": images[:64]}, {"image": images[64:]}])
-
-
-@pytest.fixture(scope="session")
-def keras_reference(digits: ModelSource, validation: tuple[Batch, np.ndarray]) -> Batch:
-    return digits.predict(validation[0])
 
 
 @pytest.fixture(scope="session")
@@ -241,28 +206,9 @@ def test_config_renames_become_the_ir_names(multi_io_keras_path: Path, tmp_path:
         np.testing.assert_allclose(got[name], expected[name], atol=F32_TOLERANCE)
 
 
-def test_custom_domain_onnx_op_is_named(tmp_path: Path) -> None:
-    import onnx
-    from onnx import TensorProto, helper
-
-    node = helper.make_node("FancyWarp", ["image"], ["probabilities"], domain="com.example")
-    graph = helper.make_graph(
-        [node],
-        "custom",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 8, 8, 1])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
-    )
-    proto = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
-    )
-    onnx.save(proto, str(tmp_path / "custom.onnx"))
-    sig = IOSignature(
-        inputs=(TensorSpec("image", "float32", (None, 8, 8, 1)),),
-        outputs=(TensorSpec("probabilities", "float32", (None, 10)),),
-    )
-    model = ModelArtifact(path=tmp_path / "custom.onnx", format="onnx", signature=sig)
+def test_custom_domain_onnx_op_is_named(custom_op_onnx: ModelArtifact, tmp_path: Path) -> None:
     with pytest.raises(UnsupportedOpError) as info:
-        run_pass("openvino-convert", model, {}, tmp_path / "ir")
+        run_pass("openvino-convert", custom_op_onnx, {}, tmp_path / "ir")
     assert info.value.op == "com.example.FancyWarp"
     assert info.value.hint() == (
         f"target {TARGET}: operation com.example.FancyWarp is not supported by the converter "
@@ -270,21 +216,9 @@ def test_custom_domain_onnx_op_is_named(tmp_path: Path) -> None:
     )
 
 
-def test_tf_op_openvino_cannot_convert_is_named(tmp_path: Path) -> None:
-    from edgepack.model.tf_env import import_tensorflow
-
-    tf = import_tensorflow()
-
-    class Sqrtm(tf.Module):  # type: ignore[name-defined]
-        @tf.function(input_signature=[tf.TensorSpec((None, 4, 4), tf.float32, name="x")])
-        def serve(self, x: Any) -> dict[str, Any]:
-            return {"y": tf.linalg.sqrtm(x)}
-
-    module = Sqrtm()
-    tf.saved_model.save(module, str(tmp_path / "saved"), signatures={"serving_default": module.serve})
-    source = load_model(tmp_path / "saved")
+def test_tf_op_openvino_cannot_convert_is_named(sqrtm_savedmodel: ModelSource, tmp_path: Path) -> None:
     with pytest.raises(UnsupportedOpError) as info:
-        run_pass("openvino-convert", source.artifact, {}, tmp_path / "ir")
+        run_pass("openvino-convert", sqrtm_savedmodel.artifact, {}, tmp_path / "ir")
     assert info.value.op == "MatrixSquareRoot"
     assert "\n" not in info.value.hint()
 

@@ -72,21 +72,10 @@ def run_tflite(model: ModelArtifact, batch: Batch) -> Batch:
 
 
 @pytest.fixture(scope="session")
-def digits(keras_model_path: Path) -> ModelSource:
-    return load_model(keras_model_path)
-
-
-@pytest.fixture(scope="session")
 def calibration(calibration_npz: Path) -> Calibration:
     images = np.load(calibration_npz)["image"]
     # Uneven batches, as a generator would give them: the pass splits them per sample.
     return lambda: iter([{"image": images[:50]}, {"image": images[50:130]}, {"image": images[130:]}])
-
-
-@pytest.fixture(scope="session")
-def validation(validation_npz: Path) -> tuple[Batch, np.ndarray]:
-    data = np.load(validation_npz)
-    return {"image": data["image"]}, data["labels"]
 
 
 @pytest.fixture(scope="session")

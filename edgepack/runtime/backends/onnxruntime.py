@@ -46,7 +46,8 @@ TENSORRT = "TensorrtExecutionProvider"
 TRT_CACHE_ENV = "EDGEPACK_TRT_CACHE_DIR"
 SETTINGS = frozenset({"providers", "precision", "threads", "graph_optimization_level"})
 
-_ORT_TYPES = {
+# ONNX Runtime's type strings -> numpy dtype names (edgepack.model.onnx reads them too)
+ORT_DTYPES = {
     "tensor(float)": "float32",
     "tensor(float16)": "float16",
     "tensor(double)": "float64",
@@ -75,7 +76,7 @@ def _one_line(e: BaseException) -> str:
 
 
 def _spec(arg: Any) -> TensorSpec:
-    dtype = _ORT_TYPES.get(arg.type)
+    dtype = ORT_DTYPES.get(arg.type)
     if dtype is None:
         raise ModelLoadError(f"tensor {arg.name!r} has type {arg.type}, which edgepack cannot serve")
     shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in (arg.shape or ()))
