@@ -8,6 +8,8 @@ keyword arguments are built in one translator per backend (``to_quantize_kwargs`
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -407,6 +409,22 @@ class OnnxQuantize(Pass):
             raise BackendMissingError("onnxruntime", "onnx") from e
 
         started = time.perf_counter()
+        # ORT's pre-processing and calibration write scratch models to the working directory:
+        # run them inside this pass's own, with every path made absolute first.
+        ctx = dataclasses.replace(ctx, work_dir=ctx.work_dir.resolve())
+        model = dataclasses.replace(model, path=model.path.resolve())
+        with contextlib.chdir(ctx.work_dir):
+            return self._quantize(model, config, ctx, quantize_dynamic, quantize_static, started)
+
+    def _quantize(
+        self,
+        model: ModelArtifact,
+        config: OnnxQuantizeConfig,
+        ctx: PassContext,
+        quantize_dynamic: Any,
+        quantize_static: Any,
+        started: float,
+    ) -> ModelArtifact:
         source, preprocess_note = self._preprocess(model.path, config, ctx)
         out = ctx.work_dir / ONNX_FILE
         kwargs = to_quantize_kwargs(config)
