@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import pytest
 from edgepack.abi_audit import audit_tree
 from edgepack.cache import BuildCache
 from edgepack.errors import ConfigError, PackagingError, PlatformError
+from edgepack.invoke.emulation import aarch64_python
 from edgepack.targets import TargetProfile, load_target
 from edgepack.vendoring import (
     INSTALLER_ENV,
@@ -368,27 +368,6 @@ def test_trimmed_x86_64_tree_runs_a_tflite_model_in_a_clean_python312(
     assert not any("WebGpu" in m or "/vendors/" in m for m in loaded)
 
 
-def _debian_extract(cache: BuildCache, arch: str, suite: str, packages: list[str]) -> Path:
-    """A Debian root with ``packages`` unpacked (mmdebstrap's extract variant), cached by package list."""
-    key = cache.key(arch=arch, suite=suite, packages=sorted(packages))
-    cached = cache.get_dir("test-debian", key)
-    if cached is not None:
-        return cached
-    with tempfile.TemporaryDirectory(prefix="edgepack-debian-") as tmp:
-        root = Path(tmp) / "root"
-        cmd = ["mmdebstrap", f"--arch={arch}", "--variant=extract", f"--include={','.join(packages)}"]
-        # Its own session: mmdebstrap signals its process group when it cleans up.
-        done = subprocess.run(
-            [*cmd, suite, str(root)], capture_output=True, text=True, timeout=600, start_new_session=True
-        )
-        if done.returncode != 0:
-            pytest.skip(f"mmdebstrap could not build a {suite} {arch} root: {done.stderr[-500:]}")
-        for link in ("lib", "bin"):  # trixie's extract variant lacks the merged-/usr links
-            if not (root / link).exists():
-                (root / link).symlink_to(f"usr/{link}")
-        return cache.put_dir("test-debian", key, root)
-
-
 @pytest.mark.slow
 def test_trimmed_arm64_tree_runs_a_tflite_model_under_qemu(
     tiny_tflite: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path
@@ -398,10 +377,8 @@ def test_trimmed_arm64_tree_runs_a_tflite_model_under_qemu(
     if shutil.which("mmdebstrap") is None:
         pytest.skip("needs mmdebstrap (apt-get install mmdebstrap) for an aarch64 CPython and qemu")
     cache = BuildCache.default()
-    arm_root = _debian_extract(
-        cache, "arm64", "trixie", ["python3.13-minimal", "libpython3.13-stdlib", "libstdc++6", "libgcc-s1"]
-    )
-    qemu = _debian_extract(cache, "amd64", "trixie", ["qemu-user"]) / "usr" / "bin" / "qemu-aarch64"
+    # The same trixie python3.13 and qemu 10 that local invoke runs arm64 artifacts with.
+    emulated = aarch64_python("3.13", cache)
     profile = load_target(ARM, {"lambda_runtime": "python3.13"})
     tree = tmp_path / "tree"
     report = vendor(profile, tree, cache)
@@ -410,10 +387,9 @@ def test_trimmed_arm64_tree_runs_a_tflite_model_under_qemu(
     model, w, b = tiny_tflite
     script = tmp_path / "run_model.py"
     script.write_text(RUN_MODEL)
-    python = arm_root / "usr" / "bin" / "python3.13"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
     done = subprocess.run(
-        [str(qemu), "-L", str(arm_root), str(python), "-I", "-S", "-B", str(script), str(tree), str(model)],
+        [*emulated.command(), "-I", "-S", "-B", str(script), str(tree), str(model)],
         capture_output=True,
         text=True,
         env=env,

@@ -5,10 +5,12 @@ runtime interface client awslambdaric with its bootstrap (``/var/runtime``), and
 boto3/botocore; the function's code is ``/var/task``. Here:
 
 - the interpreter is a real CPython of the artifact's version and architecture found
-  on this host (``find_python``): never another version, never the host's venv;
+  on this host (``find_python``): never another version, never the host's venv. For an
+  aarch64 artifact on an x86_64 host it is Debian's aarch64 CPython run under qemu
+  user-mode emulation (``emulated_python``, see ``emulation``);
 - awslambdaric + boto3 are installed for *that* interpreter (cp312 wheels for
-  python3.12, the target's manylinux tags) into a cached "runtime base" directory
-  (``ensure_runtime_base``), which plays ``/var/runtime``;
+  python3.12, the target's manylinux tags and architecture) into a cached "runtime
+  base" directory (``ensure_runtime_base``), which plays ``/var/runtime``;
 - ``bootstrap.py`` in that directory does what ``/var/runtime/bootstrap.py`` in
   Lambda's images does: task root first on ``sys.path``, its ``.pth`` files honoured,
   ``PYTHONPATH`` defaulted to the runtime dir for child processes, then
@@ -32,6 +34,7 @@ from pathlib import Path
 from ..cache import BuildCache
 from ..errors import InvokeError, PlatformError
 from ..targets import LAMBDA_RUNTIMES
+from .emulation import Emulated, aarch64_python, compile_bytecode
 
 CACHE_NAMESPACE = "lambda-base"
 
@@ -114,10 +117,18 @@ class Interpreter:
     path: Path  # its sys.executable: the real binary, never a pyenv shim
     version: tuple[int, int, int]
     machine: str  # normalized arch
+    # Set for an interpreter of another architecture, run under qemu user-mode emulation.
+    emulation: Emulated | None = None
 
     @property
     def minor(self) -> str:
         return f"{self.version[0]}.{self.version[1]}"
+
+    def command(self) -> list[str]:
+        """What starts this interpreter (its arguments follow)."""
+        if self.emulation is None:
+            return [str(self.path)]
+        return [*self.emulation.prefix(), str(self.path)]
 
 
 @functools.lru_cache(maxsize=64)
@@ -195,17 +206,71 @@ def find_python(lambda_runtime: str, arch: str, explicit: str | None = None) -> 
     )
 
 
+def emulated_python(
+    lambda_runtime: str, arch: str, explicit: str | None = None, *, cache: BuildCache | None = None
+) -> Interpreter:
+    """The aarch64 CPython that runs ``lambda_runtime`` on this x86_64 host under qemu.
+
+    Debian's interpreter (bookworm's 3.11, trixie's 3.13), provisioned and cached by
+    ``emulation.aarch64_python``. ``explicit`` cannot name another one: refused.
+    """
+    if explicit is not None:
+        raise PlatformError(
+            f"python={explicit!r} cannot run a Lambda {lambda_runtime} {arch} artifact on this "
+            f"{host_arch()} host: the {arch} interpreter is Debian's, run under qemu; leave python unset"
+        )
+    emulated = aarch64_python(lambda_runtime.removeprefix("python"), cache)
+    return Interpreter(path=emulated.python, version=emulated.version, machine=arch, emulation=emulated)
+
+
 def _base_key(interp: Interpreter, arch: str, glibc: str, packages: tuple[str, ...]) -> str:
+    parts: dict[str, object] = {}
+    if interp.emulation is not None:
+        # Installed for the target's tags from this host, compiled under emulation.
+        parts["built"] = "cross+qemu"
     return BuildCache.key(
         python=interp.minor,
         arch=arch,
         glibc=glibc,
         packages=list(packages),
         bootstrap=hashlib.sha256(BOOTSTRAP_SOURCE.encode()).hexdigest(),
+        **parts,
     )
 
 
+# The glibc ceilings uv's --python-platform can name (as in vendoring.py).
+_UV_GLIBC_MINORS = frozenset({17, 28, *range(31, 41)})
+
+
+def _cross_installer_command(interp: Interpreter, arch: str, glibc: str, dest: Path) -> list[str]:
+    """Install for an interpreter this host cannot run natively: the host's Python only hosts
+    the installer; the target's version and platform tags decide the wheels. No bytecode
+    here (it would be the host's version): ``ensure_runtime_base`` compiles with the target."""
+    minor_max = int(glibc.split(".")[1])
+    uv = _find_uv()
+    if uv is not None:
+        # uv names only some glibc ceilings: the newest it can name at or below the target's
+        # (Lambda python3.11 has glibc 2.26: manylinux_2_17, never a wheel too new for it).
+        nameable = max(m for m in _UV_GLIBC_MINORS if m <= minor_max)
+        return [
+            uv, "pip", "install", "--quiet", "--no-config", "--target", str(dest),
+            "--python", sys.executable, "--python-version", interp.minor,
+            "--python-platform", f"{arch}-manylinux_2_{nameable}", "--only-binary", ":all:",
+        ]  # fmt: skip
+    tags = [f"manylinux_2_{m}_{arch}" for m in range(minor_max, 16, -1)] + [f"manylinux2014_{arch}"]
+    cmd = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--no-warn-script-location", "--no-compile",
+        "--disable-pip-version-check", "--target", str(dest),
+        "--only-binary=:all:", "--implementation", "cp", "--python-version", interp.minor,
+    ]  # fmt: skip
+    for tag in tags:
+        cmd += ["--platform", tag]
+    return cmd
+
+
 def _installer_command(interp: Interpreter, arch: str, glibc: str, dest: Path) -> list[str]:
+    if interp.emulation is not None:
+        return _cross_installer_command(interp, arch, glibc, dest)
     glibc_tag = glibc.replace(".", "_")
     uv = _find_uv()
     if uv is not None:
@@ -266,7 +331,9 @@ def ensure_runtime_base(
     """The cached directory holding awslambdaric + boto3 for ``interp`` and the bootstrap.
 
     Built once per (Python version, arch, glibc, package pins) from the package registry
-    with wheels only for the target's platform, then reused from the build cache.
+    with wheels only for the target's platform, then reused from the build cache. For
+    an emulated interpreter (aarch64 on x86_64) the wheels are the aarch64 manylinux
+    ones, installed from this host, and byte-compiled by the emulated interpreter.
     """
     glibc = LAMBDA_RUNTIMES[lambda_runtime]
     cache = cache or BuildCache.default()
@@ -290,6 +357,9 @@ def ensure_runtime_base(
             )
         # Console scripts point at this host's interpreter path; Lambda's runtime dir has none.
         shutil.rmtree(dest / "bin", ignore_errors=True)
+        if interp.emulation is not None:
+            # As uv's --compile-bytecode does natively (Lambda's runtime dir is compiled too).
+            compile_bytecode(interp.emulation, [dest])
         (dest / BOOTSTRAP_FILE).write_text(BOOTSTRAP_SOURCE, encoding="utf-8")
         info = {
             "lambda_runtime": lambda_runtime,

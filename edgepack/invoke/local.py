@@ -8,9 +8,20 @@ measures like Lambda: Init Duration (process start to the first ``/next``), Dura
 (event handed out to result received), Max Memory Used (the process's peak RSS,
 ``VmHWM``, read while it is still alive). The function's stdout/stderr are its logs.
 
+An aarch64 (Lambda arm64) artifact on an x86_64 host runs under qemu user-mode
+emulation: Debian's aarch64 CPython of the artifact's version (``emulation``), the
+runtime base installed for aarch64, the same flags, bootstrap, environment, Runtime
+API and measurements. Emulation is about 10-50x slower, so its wall-clock allowances
+(init and invocation timeouts, and the deadline the function sees) are the configured
+timeout times ``EMULATION_TIMEOUT_FACTOR``; durations are emulated ones, never figures
+for Graviton. Max Memory Used is the qemu process's, emulator included; the
+out-of-memory kill allows ``EMULATOR_MEMORY_MB`` for the emulator.
+
 What cannot run faithfully here is refused with ``PlatformError`` before anything
-starts: another CPU architecture, a Python version with no interpreter on this host,
-a host glibc older than the target's. Function errors, init errors, crashes and
+starts: another CPU architecture that cannot be emulated (an x86_64 artifact on an
+aarch64 host; Lambda python3.12 arm64, as no Debian release ships an aarch64
+CPython 3.12), a Python version with no interpreter on this host, a host glibc older
+than the target's. Function errors, init errors, crashes and
 running out of memory are results, as Lambda reports them to a caller; only a
 timeout raises (``InvokeTimeoutError``). The process is always killed and the task
 root removed at the end.
@@ -45,9 +56,11 @@ from ..errors import BadInputError, BudgetExceededError, InvokeError, PlatformEr
 from ..packaging.archive import safe_extract_zip, unsafe_path_reason
 from ..runtime.manifest import MANIFEST_FILE, MANIFEST_SCHEMA
 from ..targets import LAMBDA_RUNTIMES
+from .emulation import can_emulate, check_emulated_runtime
 from .lambda_base import (
     BOOTSTRAP_FILE,
     Interpreter,
+    emulated_python,
     ensure_runtime_base,
     find_python,
     host_arch,
@@ -60,6 +73,14 @@ from .runtime_api import MAX_EVENT_BYTES, InitError, Invocation, RuntimeAPIServe
 MIN_MEMORY_MB, MAX_MEMORY_MB = 128, 10_240
 MAX_TIMEOUT_S = 900.0
 MAX_UNZIPPED_BYTES = 262_144_000
+
+# Under qemu user-mode emulation code runs about 10-50x slower (here: pure Python 18x,
+# imports 7x): a function that fits its timeout on Lambda gets this many times as much
+# wall-clock time, and its context's deadline says so. Native runs use 1.
+EMULATION_TIMEOUT_FACTOR = 20.0
+# What qemu-aarch64 itself holds beside the emulated function (about 30 MB to start, more
+# as it translates code): allowed on top of the memory size before an out-of-memory kill.
+EMULATOR_MEMORY_MB = 128
 
 DEFAULT_REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # the placeholder account of AWS's documentation
@@ -200,6 +221,11 @@ def read_lambda_target(artifact: Path) -> LambdaTarget:
     return LambdaTarget(name=name, lambda_runtime=runtime, arch=arch, handler=handler)
 
 
+def needs_emulation(target: LambdaTarget) -> bool:
+    """Whether the artifact is for another architecture that runs here under qemu."""
+    return target.arch != host_arch() and can_emulate(target.arch, host_arch())
+
+
 def check_platform(target: LambdaTarget, artifact: Path) -> None:
     """Refuse what this host cannot run the way Lambda would (before anything starts)."""
     if not sys.platform.startswith("linux"):
@@ -207,6 +233,14 @@ def check_platform(target: LambdaTarget, artifact: Path) -> None:
             f"local Lambda invoke needs Linux; this host is {sys.platform}", where=str(artifact)
         )
     host = host_arch()
+    if needs_emulation(target):
+        try:
+            check_emulated_runtime(target.lambda_runtime)
+        except PlatformError as e:
+            raise PlatformError(e.message, where=str(artifact)) from None
+        # No host glibc check: the emulated interpreter runs on the Debian root's glibc (bookworm
+        # 2.36, trixie 2.41), newer than any Lambda runtime's, as a native host's must be.
+        return
     if target.arch != host:
         lambda_arch = "arm64" if target.arch == "aarch64" else "x86_64"
         raise PlatformError(
@@ -493,6 +527,7 @@ class LocalLambda:
         region: str = DEFAULT_REGION,
         function_name: str | None = None,
         cache: BuildCache | None = None,
+        timeout_factor: float | None = None,
     ) -> None:
         self.artifact = Path(artifact)
         if not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
@@ -506,6 +541,8 @@ class LocalLambda:
         for key, value in user_env.items():
             if not isinstance(key, str) or not isinstance(value, str):
                 raise BadInputError(f"env {key!r}: names and values must be strings")
+        if timeout_factor is not None and not 0 < timeout_factor <= 1000:
+            raise BadInputError(f"timeout_factor={timeout_factor}: must be above 0 (and at most 1000)")
         self.timeout_s = float(timeout_s)
         self.memory_mb = int(memory_mb)
         target = read_lambda_target(self.artifact)
@@ -513,7 +550,20 @@ class LocalLambda:
             target = LambdaTarget(function_name, target.lambda_runtime, target.arch, target.handler)
         self.target = target
         check_platform(target, self.artifact)
-        self.interpreter: Interpreter = find_python(target.lambda_runtime, target.arch, python)
+        self.emulated = needs_emulation(target)
+        self.interpreter: Interpreter
+        if self.emulated:
+            self.interpreter = emulated_python(target.lambda_runtime, target.arch, python, cache=cache)
+        else:
+            self.interpreter = find_python(target.lambda_runtime, target.arch, python)
+        default_factor = EMULATION_TIMEOUT_FACTOR if self.emulated else 1.0
+        self.timeout_factor = float(timeout_factor) if timeout_factor is not None else default_factor
+        # The wall-clock allowance for init and for each invocation (the timeout, scaled under emulation).
+        self.limit_s = self.timeout_s * self.timeout_factor
+        # Memory is measured on the process that runs: under emulation, qemu, so Max Memory Used
+        # includes the emulator (its own code and its translation of the guest's code: the digits
+        # sample used 121 MB emulated against 59 MB natively). The out-of-memory kill allows for it.
+        self.emulator_memory_mb = EMULATOR_MEMORY_MB if self.emulated else 0
         self.runtime_dir = ensure_runtime_base(
             self.interpreter, target.lambda_runtime, target.arch, cache=cache
         )
@@ -589,7 +639,8 @@ class LocalLambda:
         self._server.reset_environment()
         # -S: the interpreter's own site-packages stay out (the runtime dir stands in for
         # Lambda's); -s: no user site; -B: no .pyc written, as /var/task is read-only on Lambda.
-        cmd = [str(self.interpreter.path), "-S", "-s", "-B", str(self.runtime_dir / BOOTSTRAP_FILE)]
+        # Emulated: qemu-aarch64 -L ROOT ROOT/usr/bin/python3.X, then the same arguments.
+        cmd = [*self.interpreter.command(), "-S", "-s", "-B", str(self.runtime_dir / BOOTSTRAP_FILE)]
         env = self.environment(self._server.address)
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -634,7 +685,8 @@ class LocalLambda:
     def invoke(self, event: Any, *, client_context: Mapping[str, Any] | None = None) -> InvokeResult:
         """Invoke the function with ``event`` (JSON-serializable, or JSON bytes) and wait.
 
-        Raises ``InvokeTimeoutError`` when init or the invocation runs past ``timeout_s``.
+        Raises ``InvokeTimeoutError`` when init or the invocation runs past ``timeout_s``
+        (times ``timeout_factor`` under emulation).
         """
         payload = encode_event(event)
         if self._server is None:
@@ -646,7 +698,7 @@ class LocalLambda:
         inv = Invocation(
             request_id=str(uuid.uuid4()),
             event=payload,
-            timeout_ms=int(self.timeout_s * 1000),
+            timeout_ms=int(self.limit_s * 1000),
             function_arn=self.function_arn,
             trace_id=_trace_id(),
             client_context=json.dumps(dict(client_context)) if client_context is not None else None,
@@ -658,6 +710,8 @@ class LocalLambda:
     def _await(self, env: _Environment, inv: Invocation, cold: bool, waiting_since: float) -> InvokeResult:
         assert self._server is not None
         limit_kb = self.memory_mb * 1024
+        # Killed past the function's memory, plus under emulation what qemu itself holds.
+        kill_kb = limit_kb + self.emulator_memory_mb * 1024
         while not inv.done.wait(_POLL_S):
             if cold and self._server.init_error_event.is_set():
                 return self._init_failed(env, inv)
@@ -665,17 +719,17 @@ class LocalLambda:
                 if inv.done.is_set():
                     break
                 return self._died(env, inv, cold, _exit_words(env.proc.returncode), "Runtime.ExitError")
-            if env.sample_memory() > limit_kb:
+            if env.sample_memory() > kill_kb:
                 # Lambda's sandbox has a hard memory limit; past it the runtime is killed.
                 self._stop()
                 env.hwm_kb = limit_kb
                 return self._died(env, inv, cold, "signal: killed", "Runtime.OutOfMemory")
             now = time.perf_counter()
-            if inv.handed_out_at is None and now - waiting_since > self.timeout_s:
+            if inv.handed_out_at is None and now - waiting_since > self.limit_s:
                 self._timed_out(env, inv, cold)
-            if inv.handed_out_at is not None and now - inv.handed_out_at > self.timeout_s:
+            if inv.handed_out_at is not None and now - inv.handed_out_at > self.limit_s:
                 self._timed_out(env, inv, cold)
-        if env.hwm_at_result.get(inv.request_id, 0) > limit_kb:
+        if env.hwm_at_result.get(inv.request_id, 0) > kill_kb:
             # It peaked past the limit between two samples: Lambda would have killed it there.
             self._stop()
             env.hwm_kb = limit_kb
@@ -768,17 +822,20 @@ class LocalLambda:
         inv.done.set()
         self._stop()
         timeout = f"{self.timeout_s:.2f}"
+        scaled = ""
+        if self.timeout_factor != 1:
+            scaled = f" x {self.timeout_factor:g} under qemu emulation = {self.limit_s:.2f} s"
         if inv.handed_out_at is None:
             logs = env.logs.text(0)
             phase = "init did not finish" if cold else "the runtime did not ask for the next event"
             message = (
-                f"{self.target.handler}: {phase} within {timeout} s "
+                f"{self.target.handler}: {phase} within {timeout} s{scaled} "
                 f"(request {inv.request_id}); the function process was killed"
             )
         else:
             logs = env.logs.text(0 if cold else env.handout_mark.get(inv.request_id, 0))
             message = (
-                f"{self.target.handler}: request {inv.request_id} ran past the {timeout} s timeout "
+                f"{self.target.handler}: request {inv.request_id} ran past the {timeout} s timeout{scaled} "
                 f"(Lambda: 'Task timed out after {timeout} seconds'); the function process was killed"
             )
         logs += f"{inv.request_id} Task timed out after {timeout} seconds\n"
@@ -796,12 +853,14 @@ def invoke_local(
     region: str = DEFAULT_REGION,
     function_name: str | None = None,
     cache: BuildCache | None = None,
+    timeout_factor: float | None = None,
 ) -> InvokeResult:
     """Invoke a Lambda artifact (zip or unpacked directory) once, cold, as Lambda would.
 
     ``event`` is JSON-serializable or JSON bytes. Refuses with ``PlatformError`` what
-    cannot run faithfully here; raises ``InvokeTimeoutError`` past ``timeout_s``.
-    Function and init errors come back in the result.
+    cannot run faithfully here; raises ``InvokeTimeoutError`` past ``timeout_s`` (times
+    ``timeout_factor``: by default 1 natively, ``EMULATION_TIMEOUT_FACTOR`` for an
+    aarch64 artifact emulated on x86_64). Function and init errors come back in the result.
     """
     # The first invocation of a fresh environment is the cold one.
     return invoke_local_many(
@@ -814,6 +873,7 @@ def invoke_local(
         region=region,
         function_name=function_name,
         cache=cache,
+        timeout_factor=timeout_factor,
     )[0]
 
 
@@ -828,6 +888,7 @@ def invoke_local_many(
     region: str = DEFAULT_REGION,
     function_name: str | None = None,
     cache: BuildCache | None = None,
+    timeout_factor: float | None = None,
 ) -> list[InvokeResult]:
     """Invoke one execution environment with several events in turn: the first is a
     cold start (it has ``init_ms``), the rest are warm, unless the process died."""
@@ -840,5 +901,6 @@ def invoke_local_many(
         region=region,
         function_name=function_name,
         cache=cache,
+        timeout_factor=timeout_factor,
     ) as function:
         return [function.invoke(event) for event in events]
