@@ -271,13 +271,14 @@ def _cross_installer_command(interp: Interpreter, arch: str, glibc: str, dest: P
 def _installer_command(interp: Interpreter, arch: str, glibc: str, dest: Path) -> list[str]:
     if interp.emulation is not None:
         return _cross_installer_command(interp, arch, glibc, dest)
-    glibc_tag = glibc.replace(".", "_")
     uv = _find_uv()
     if uv is not None:
-        # uv widens manylinux_2_34 to every older tag itself.
+        # uv widens manylinux_2_34 to every older tag itself, but names only some ceilings:
+        # take the newest it can name at or below the target's (python3.11: 2.26 -> 2_17).
+        nameable = max(m for m in _UV_GLIBC_MINORS if m <= int(glibc.split(".")[1]))
         return [
             uv, "pip", "install", "--quiet", "--no-config", "--target", str(dest),
-            "--python", str(interp.path), "--python-platform", f"{arch}-manylinux_{glibc_tag}",
+            "--python", str(interp.path), "--python-platform", f"{arch}-manylinux_2_{nameable}",
             "--only-binary", ":all:", "--compile-bytecode",
         ]  # fmt: skip
     # pip does not widen manylinux tags itself: list every one the target accepts.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import time
 import zipfile
@@ -469,3 +470,21 @@ def test_init_past_the_timeout_is_killed(make_artifact: ArtifactFactory) -> None
     """
     with pytest.raises(InvokeTimeoutError, match="init did not finish within 1.00 s"):
         invoke_local(make_artifact(source), {}, timeout_s=1.0)
+
+
+def test_python311_artifact_runs_with_amazon_linux_2_wheels(make_artifact: ArtifactFactory) -> None:
+    """python3.11 runs on Amazon Linux 2 (glibc 2.26), a ceiling the installer cannot name
+    directly: the runtime base must still install (awslambdaric for manylinux_2_17)."""
+    if shutil.which("python3.11") is None:
+        pytest.skip("no python3.11 on this host")
+    artifact = make_artifact(
+        """
+        import sys
+        def handler(event, context):
+            return {"version": list(sys.version_info[:2]), "echo": event}
+        """,
+        lambda_runtime="python3.11",
+    )
+    result = invoke_local(artifact, {"x": 1})
+    assert result.error is None and result.init_error is None, result.logs
+    assert result.response == {"version": [3, 11], "echo": {"x": 1}}
