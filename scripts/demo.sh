@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled sample: build every default target of samples/digits,
-# verify every artifact, and invoke the x86_64 Lambda artifact locally with each sample event.
+# verify every artifact, and invoke each Lambda artifact locally with the sample events
+# (the arm64 one under qemu user-mode emulation with Debian's aarch64 CPython 3.13).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,7 +14,9 @@ $EP build "$SAMPLE" --out dist
 for artifact in dist/digits-*; do
   $EP verify "$artifact" --key "$KEY.pub"
 done
-$EP invoke dist/digits-1.0.0-lambda-x86_64.zip \
-  --event $SAMPLE/events/direct.json \
-  --event $SAMPLE/events/oip.json \
-  --event $SAMPLE/events/apigw-v2.json
+for arch in x86_64 arm64; do
+  $EP invoke "dist/digits-1.0.0-lambda-$arch.zip" \
+    --event $SAMPLE/events/direct.json \
+    --event $SAMPLE/events/oip.json \
+    --event $SAMPLE/events/apigw-v2.json
+done

@@ -98,6 +98,7 @@ def test_duplicate_target(sample_project: Path) -> None:
 def test_only_targets_selects_and_keeps_overrides(sample_project: Path) -> None:
     project = load_project(sample_project, ["lambda-arm64"])
     assert project.target_names == ("lambda-arm64",)
+    assert project.targets[0].lambda_runtime == "python3.13"  # the sample's override survives
 
 
 def test_no_config_file(tmp_path: Path) -> None:

@@ -29,7 +29,12 @@ def _read_event(path: Path) -> object:
     help="Event JSON file; repeat to send several events to one warm function.",
 )
 @click.option("--memory", default=1024, show_default=True, help="Memory size (MB) reported to the function.")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds before the invocation is killed.")
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    help="Seconds before the invocation is killed (x20 for arm64 artifacts run under emulation).",
+)
 def invoke(artifact: Path, events: tuple[Path, ...], memory: int, timeout: float) -> None:
     """Invoke ARTIFACT (a Lambda zip) in a fresh Lambda-like process.
 
