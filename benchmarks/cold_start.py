@@ -1,8 +1,9 @@
 """Cold start of the edgepack Lambda artifact vs a handler that loads the model with TensorFlow.
 
 Both run in fresh processes of the same interpreter Lambda would use (python3.12), with
-only their own packages on sys.path, and are timed from process spawn to the first
-result (model load + one inference on the sample's direct event). The TensorFlow side
+only their own packages on sys.path and no bytecode writing (Lambda's task root is
+read-only), and are timed from process spawn to the first result (model load + one
+inference on the sample's direct event). The TensorFlow side
 gets tensorflow-cpu vendored for the same platform (cp312, manylinux x86_64), as a
 Lambda container image would carry it. The edgepack artifact is also run through the
 faithful local invoke (awslambdaric + Runtime API) for Lambda's own Init Duration.
@@ -66,8 +67,10 @@ def spawn_to_result(python: str, task_root: Path, module: str, event: dict, extr
     paths = json.dumps([str(task_root), *map(str, extra_path)])
     start = time.perf_counter()
     # -I -S: no site-packages of the interpreter, nothing from the environment; only our paths.
+    # -B: Lambda's task root is read-only, so no bytecode is ever written at run time; each side
+    # gets only the .pyc files it ships (edgepack: its init imports; TensorFlow: all, below).
     proc = subprocess.run(
-        [python, "-I", "-S", "-c", RUNNER.format(module=module), paths, json.dumps(event)],
+        [python, "-I", "-S", "-B", "-c", RUNNER.format(module=module), paths, json.dumps(event)],
         capture_output=True,
         text=True,
         env=env,
@@ -131,6 +134,10 @@ def main() -> None:
                 not in {"edgepack.json", "attestation.dsse.json", "handler.py", "edgepack_user_hooks.py"}
             )
         tf_site, tf_packages = vendor_tensorflow(work / "tf-site")
+        # A container image built with pip ships TensorFlow byte-compiled: do the same.
+        subprocess.run(
+            [python, "-m", "compileall", "-q", "-j", "0", str(tf_site)], check=False, capture_output=True
+        )
         tf_task = work / "tf-task"
         tf_task.mkdir()
         (tf_task / "tf_handler.py").write_text(TF_HANDLER)

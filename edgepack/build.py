@@ -586,6 +586,12 @@ def _stage_and_package(
         )
     )
     write_manifest(staging, manifest)
+    if profile.kind == "lambda":
+        from .bytecode import precompile_init_modules
+
+        bytecode = precompile_init_modules(staging, profile, "handler.handler", shared.cache, say)
+        manifest["runtime"]["bytecode"] = bytecode.to_dict()
+        write_manifest(staging, manifest)
     attest_tree(staging, shared.signer, _provenance(shared, profile, vendored))
     say(f"[{profile.name}] packaging ({profile.packager})")
     return _package(profile, staging, partial, shared.epoch)

@@ -76,6 +76,17 @@ def canonicalize_names(proto: Any) -> None:
         node.output[:] = [rename(n) for n in node.output]
     for info in list(graph.input) + list(graph.value_info):
         info.name = rename(info.name)
+    graph.doc_string = ""  # "converted from b'__inference_serve_240'": a counter again
+    # Symbolic dimensions are numbered from the same counter (``unk__40``): name them by
+    # first appearance, the leading (batch) axis "batch".
+    dims: dict[str, str] = {}
+    for info in list(graph.input) + list(graph.output) + list(graph.value_info):
+        for axis, dim in enumerate(info.type.tensor_type.shape.dim):
+            if dim.dim_param:
+                if dim.dim_param not in dims:
+                    taken = "batch" in dims.values()
+                    dims[dim.dim_param] = "batch" if axis == 0 and not taken else f"dim{len(dims)}"
+                dim.dim_param = dims[dim.dim_param]
     for tensor in graph.initializer:
         tensor.name = rename(tensor.name)  # unused initializers get names after every used one
     ordered = sorted(graph.initializer, key=lambda t: int(t.name[1:]) if t.name in mapping.values() else -1)
@@ -86,6 +97,14 @@ def canonicalize_names(proto: Any) -> None:
         copies.append(clone)
     del graph.initializer[:]
     graph.initializer.extend(copies)
+
+
+def _canonicalize_file(path: Path) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    canonicalize_names(proto)
+    onnx.save(proto, str(path))
 
 
 def unknown_ops(proto: Any) -> list[str]:
@@ -451,6 +470,7 @@ class OnnxQuantize(Pass):
         finally:
             if source != model.path:
                 source.unlink(missing_ok=True)
+        _canonicalize_file(out)
 
         details: dict[str, Any] = {
             "quantization": {
@@ -566,6 +586,7 @@ class OnnxFloat16(Pass):
         except Exception as e:
             raise PassError(f"float16 conversion failed: {first_line(e)}", where=ctx.target) from e
         out = ctx.work_dir / ONNX_FILE
+        canonicalize_names(converted)
         onnx.save(converted, str(out))
         return ModelArtifact(
             path=out,

@@ -119,6 +119,14 @@ def test_fp32_onnx_answers_like_keras(
     )
 
 
+def test_conversion_is_reproducible(digits: ModelSource, tmp_path: Path) -> None:
+    """tf2onnx numbers the names it invents from a process-wide counter: without
+    canonical names, converting the same model twice gives two different files."""
+    first = run_pass("onnx-convert", digits.artifact, {}, tmp_path / "a")
+    second = run_pass("onnx-convert", digits.artifact, {}, tmp_path / "b")
+    assert first.path.read_bytes() == second.path.read_bytes()
+
+
 def test_opset_is_configurable(digits: ModelSource, tmp_path: Path) -> None:
     import onnx
 
