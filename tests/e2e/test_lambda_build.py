@@ -107,6 +107,23 @@ def test_manifest_records_what_shipped(built: Built) -> None:
     assert _manifest(built.artifact(ARM))["target"]["arch"] == "aarch64"
 
 
+def test_init_imports_ship_precompiled(built: Built) -> None:
+    """Lambda's task root is read-only: what init imports ships as bytecode for the
+    target's Python (3.12 natively, 3.13 compiled under qemu for arm64)."""
+    for name, tag in ((X86, "cpython-312"), (ARM, "cpython-313")):
+        m = _manifest(built.artifact(name))
+        with zipfile.ZipFile(built.artifact(name)) as z:
+            pycs = [n for n in z.namelist() if n.endswith(".pyc")]
+        if not m["runtime"]["bytecode"]["precompiled"]:
+            assert name == ARM, m["runtime"]["bytecode"]  # only emulation may be unavailable
+            continue
+        assert m["runtime"]["bytecode"]["files"] == len(pycs) > 50
+        assert f"numpy/__pycache__/__init__.{tag}.pyc" in pycs
+        assert f"edgepack_runtime/__pycache__/predictor.{tag}.pyc" in pycs
+        assert all(tag in p for p in pycs)
+        assert not any(p.startswith("numpy/f2py") for p in pycs)  # only what init imports
+
+
 def test_verify_accepts_both_artifacts(built: Built) -> None:
     for name in (X86, ARM):
         result = CliRunner().invoke(
@@ -306,6 +323,18 @@ def _build_fails(project: Path, out: Path, *needles: str) -> None:
     for needle in needles:
         assert needle in errors[0]
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_function_that_cannot_initialise_fails_the_build(built: Built, tmp_path: Path) -> None:
+    project = tmp_path / "digits"
+    shutil.copytree(built.project, project)
+    (project / "hooks.py").write_text("import a_module_the_artifact_does_not_have\n")
+    out = tmp_path / "dist"
+    result = CliRunner().invoke(cli, ["build", str(project), "--target", "lambda-x86_64", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "fails to initialise under its own runtime (python3.12" in result.output
+    assert "a_module_the_artifact_does_not_have" in result.output
+    assert list(out.iterdir()) == []
 
 
 def test_corrupt_model(built: Built, tmp_path: Path) -> None:
