@@ -176,12 +176,17 @@ def build(
             result = TargetResult(
                 target=profile.name,
                 ok=False,
-                error=f"target {profile.name}: {e.hint()}",
+                error=_name_target(profile.name, e.hint()),
                 exit_code=e.exit_code,
                 attempts=getattr(e, "attempts", []),
             )
         results.append(replace(result, seconds=round(time.perf_counter() - started, 2)))
     return BuildResult(project=project.name, version=project.version, results=results)
+
+
+def _name_target(target: str, hint: str) -> str:
+    """Every target failure names its target, once."""
+    return hint if hint.startswith(f"target {target}") else f"target {target}: {hint}"
 
 
 def _where(project: Project, field_path: str) -> str:

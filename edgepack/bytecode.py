@@ -106,11 +106,11 @@ def precompile_init_modules(
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": "UTC"}
     try:
         proc = subprocess.run(
-            [*interp.command(), "-I", "-S", "-B", "-c", _TRACE, str(root), module, _MARK],
+            [*interp.command(), "-I", "-S", "-B", "-c", _TRACE, str(root.resolve()), module, _MARK],
             capture_output=True,
             text=True,
             env=env,
-            cwd=root,
+            cwd=root.resolve(),
             timeout=_EMULATED_TIMEOUT_S if emulated else _NATIVE_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired as e:

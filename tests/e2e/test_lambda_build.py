@@ -360,3 +360,17 @@ def test_over_budget_zip_lists_the_largest_packages(built: Built, tmp_path: Path
 
     _edit_config(project, shrink)
     _build_fails(project, tmp_path / "dist", "ai_edge_litert", "numpy")
+
+
+def test_relative_paths_from_the_command_line(
+    built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`edgepack build digits --out dist` from the project's parent, as a user types it."""
+    project = tmp_path / "digits"
+    shutil.copytree(built.project, project)
+    _edit_config(project, lambda d: d.update(version="1.0.1"))  # a new artifact, not a cache hit
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["build", "digits", "--target", "lambda-x86_64", "--out", "dist", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "ok (cached)" not in result.output
+    assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == ["digits-1.0.1-lambda-x86_64.zip"]
