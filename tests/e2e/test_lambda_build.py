@@ -374,3 +374,45 @@ def test_relative_paths_from_the_command_line(
     assert result.exit_code == 0, result.output
     assert "ok (cached)" not in result.output
     assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == ["digits-1.0.1-lambda-x86_64.zip"]
+
+
+def _rewrite_zip(src: Path, dest: Path, change: Any) -> None:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = change(info.filename, zin.read(info))
+            if data is not None:
+                zout.writestr(info, data)
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "needle"),
+    [
+        (
+            "flipped byte",
+            lambda n, d: bytes([d[0] ^ 1]) + d[1:] if n == "model/model.tflite" else d,
+            "model/model.tflite",
+        ),
+        ("removed file", lambda n, d: None if n == "handler.py" else d, "handler.py"),
+        (
+            "edited manifest",
+            lambda n, d: d.replace(b'"1.0.0"', b'"9.0.0"') if n == "edgepack.json" else d,
+            "edgepack.json",
+        ),
+    ],
+)
+def test_verify_cli_refuses_tampered_artifacts(
+    built: Built, tmp_path: Path, case: str, change: Any, needle: str
+) -> None:
+    tampered = tmp_path / "tampered.zip"
+    _rewrite_zip(built.artifact(X86), tampered, change)
+    result = CliRunner().invoke(cli, ["verify", str(tampered), "--key", str(built.public_key)])
+    assert result.exit_code == 4, (case, result.output)
+    errors = [line for line in result.output.splitlines() if line.startswith("edgepack: error:")]
+    assert len(errors) == 1 and needle in errors[0], result.output
+
+
+def test_verify_cli_refuses_another_key(built: Built, tmp_path: Path) -> None:
+    _, other = generate_keypair(tmp_path / "other")
+    result = CliRunner().invoke(cli, ["verify", str(built.artifact(X86)), "--key", str(other)])
+    assert result.exit_code == 4
+    assert "signature" in result.output
