@@ -329,6 +329,7 @@ def _choose_variant(
     from .fidelity import evaluate
 
     attempts: list[dict[str, Any]] = []
+    conversion_errors: list[EdgepackError] = []
     for variant in profile.variants:
         shared.progress(f"[{profile.name}] optimizing: variant {variant.name}")
         try:
@@ -336,8 +337,11 @@ def _choose_variant(
         except DataError:
             raise
         except EdgepackError as e:
-            if len(profile.variants) == 1:
-                raise
+            conversion_errors.append(e)
+            if len(conversion_errors) == len(profile.variants):
+                # No variant even converted: the model is the problem (e.g. an op no converter
+                # takes), not fidelity; say so with the converter's own one-line error.
+                raise conversion_errors[0] from e
             attempts.append({"variant": variant.name, "passed": False, "failures": [e.hint()]})
             continue
         if shared.validation is None or shared.reference_outputs is None:

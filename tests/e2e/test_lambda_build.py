@@ -416,3 +416,34 @@ def test_verify_cli_refuses_another_key(built: Built, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["verify", str(built.artifact(X86)), "--key", str(other)])
     assert result.exit_code == 4
     assert "signature" in result.output
+
+
+def test_an_op_no_converter_takes_is_one_line_naming_op_and_target(tmp_path: Path) -> None:
+    """MatrixInverse has no TFLite kernel: every variant fails to convert, and the build
+    says which op and which target, exit 2, and leaves nothing behind."""
+    from edgepack.model.tf_env import import_tensorflow
+
+    tf = import_tensorflow()
+
+    class Inverse(tf.Module):  # type: ignore[name-defined]
+        @tf.function(input_signature=[tf.TensorSpec((None, 3, 3), tf.float32, name="matrix")])
+        def serve(self, x: Any) -> dict[str, Any]:
+            return {"inverse": tf.linalg.inv(x)}
+
+    project = tmp_path / "inverse"
+    module = Inverse()
+    tf.saved_model.save(module, str(project / "model"), signatures={"serving_default": module.serve})
+    a = np.random.default_rng(0).random((16, 3, 3), dtype=np.float32)
+    np.savez(project / "data.npz", matrix=a @ a.transpose(0, 2, 1) + 3 * np.eye(3, dtype=np.float32))
+    generate_keypair(project / "dev")
+    config = {
+        "name": "inverse",
+        "version": "1.0.0",
+        "model": {"path": "model"},
+        "calibration": {"path": "data.npz"},
+        "validation": {"path": "data.npz"},
+        "targets": ["lambda-x86_64"],
+        "signing": {"key": "dev.key"},
+    }
+    (project / "edgepack.yaml").write_text(yaml.safe_dump(config))
+    _build_fails(project, tmp_path / "dist", "target lambda-x86_64", "tf.MatrixInverse")
