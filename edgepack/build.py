@@ -13,10 +13,10 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from .runtime.manifest import MANIFEST_FILE, ModelSection, RuntimeSection
 from .runtime.signature import IOSignature
 from .targets import TargetProfile, Variant
 from .versions import tool_versions
+
+if TYPE_CHECKING:
+    from .runtime.predictor import Predictor
 
 Progress = Callable[[str], None]
 
@@ -263,13 +266,11 @@ def _build_target(shared: _Inputs, profile: TargetProfile, out: Path) -> TargetR
         _place(cached / final.name, final, shared)
         return _result_from_artifact(profile, final, cached=True)
 
-    variant, optimized, fidelity, attempts = _choose_variant(shared, profile)
+    chosen = _choose_variant(shared, profile)
     staging = Path(tempfile.mkdtemp(prefix=f".{profile.name}-staging-", dir=out))
     partial = out / f".{final.name}.partial"
     try:
-        package_report = _stage_and_package(
-            shared, profile, variant, optimized, fidelity, attempts, staging, partial
-        )
+        package_report = _stage_and_package(shared, profile, chosen, staging, partial)
         _verify(partial, shared)
         os.replace(partial, final)
     finally:
@@ -322,9 +323,17 @@ def _verify(path: Path, shared: _Inputs) -> None:
 # -- optimization and the fidelity gate ---------------------------------------------
 
 
-def _choose_variant(
-    shared: _Inputs, profile: TargetProfile
-) -> tuple[Variant, ModelArtifact, dict[str, Any], list[dict[str, Any]]]:
+@dataclass(frozen=True)
+class _Chosen:
+    """The variant that ships, its model, why (the gate's record) and its answer to a sample."""
+
+    variant: Variant
+    model: ModelArtifact
+    fidelity: dict[str, Any]
+    sample: dict[str, Any]
+
+
+def _choose_variant(shared: _Inputs, profile: TargetProfile) -> _Chosen:
     """Try the profile's variants in order; the first that passes the gate ships."""
     from .fidelity import evaluate
 
@@ -344,11 +353,19 @@ def _choose_variant(
                 raise conversion_errors[0] from e
             attempts.append({"variant": variant.name, "passed": False, "failures": [e.hint()]})
             continue
+        predict = host_predictor(
+            profile.backend,
+            optimized.path,
+            profile.runtime_settings,
+            optimized.signature,
+            optimized.native_inputs,
+            optimized.native_outputs,
+        ).predict
         if shared.validation is None or shared.reference_outputs is None:
             fidelity = {"checked": False, "reason": "no validation data in the project config"}
             attempts.append({"variant": variant.name, "passed": True, "checked": False})
-            return variant, optimized, fidelity, attempts
-        candidate = _predict_batched(_candidate_predict(profile, optimized), shared.validation.inputs)
+            return _Chosen(variant, optimized, fidelity, _sample(shared, predict))
+        candidate = _predict_batched(predict, shared.validation.inputs)
         report = evaluate(
             shared.reference_outputs,
             candidate,
@@ -363,7 +380,7 @@ def _choose_variant(
         )
         if report.passed:
             fidelity = {"checked": True, "variant": variant.name, **report.to_dict(), "attempts": attempts}
-            return variant, optimized, fidelity, attempts
+            return _Chosen(variant, optimized, fidelity, _sample(shared, predict))
     error = FidelityError(
         f"no variant passed the fidelity gate: {_attempts_table(attempts)}", where=f"target {profile.name}"
     )
@@ -375,24 +392,28 @@ def _attempts_table(attempts: list[dict[str, Any]]) -> str:
     return "; ".join(f"{a['variant']}: {', '.join(a.get('failures') or ['failed'])}" for a in attempts)
 
 
-def _candidate_predict(profile: TargetProfile, optimized: ModelArtifact) -> Callable[[Batch], Batch]:
+def host_predictor(
+    backend: str,
+    model_path: Path,
+    settings: Mapping[str, Any],
+    signature: IOSignature,
+    native_inputs: tuple[str, ...] = (),
+    native_outputs: tuple[str, ...] = (),
+) -> Predictor:
+    """The runtime's Predictor for a model file on the build host (fidelity, samples, reports).
+
+    The target's own runtime settings, minus ``cache_dir``: an on-device cache location
+    that only makes sense inside an installed artifact."""
     from .runtime.backends import load_backend
     from .runtime.predictor import Predictor
 
-    backend = load_backend(profile.backend, optimized.path, _host_settings(profile))
-    predictor = Predictor(
-        backend,
-        optimized.signature,
-        native_inputs=optimized.native_inputs,
-        native_outputs=optimized.native_outputs,
+    host_settings = {k: v for k, v in settings.items() if k != "cache_dir"}
+    return Predictor(
+        load_backend(backend, model_path, host_settings),
+        signature,
+        native_inputs=native_inputs,
+        native_outputs=native_outputs,
     )
-    return predictor.predict
-
-
-def _host_settings(profile: TargetProfile) -> dict[str, Any]:
-    """Runtime settings for checking fidelity on the build host: the target's own, minus
-    on-device cache locations that only make sense inside an installed artifact."""
-    return {k: v for k, v in profile.runtime_settings.items() if k not in {"cache_dir", "engine_cache_dir"}}
 
 
 def _predict_batched(predict: Callable[[Batch], Batch], inputs: Batch) -> Batch:
@@ -502,10 +523,7 @@ def _jsonable(value: Any) -> Any:
 def _stage_and_package(
     shared: _Inputs,
     profile: TargetProfile,
-    variant: Variant,
-    optimized: ModelArtifact,
-    fidelity: dict[str, Any],
-    attempts: list[dict[str, Any]],
+    chosen: _Chosen,
     staging: Path,
     partial: Path,
 ) -> Any:
@@ -516,6 +534,7 @@ def _stage_and_package(
 
     project = shared.project
     say = shared.progress
+    variant, optimized, fidelity = chosen.variant, chosen.model, chosen.fidelity
 
     model_dir = staging / "model"
     model_dir.mkdir()
@@ -560,7 +579,6 @@ def _stage_and_package(
         native_inputs=optimized.native_inputs,
         native_outputs=optimized.native_outputs,
     )
-    sample = _sample(shared, profile, optimized)
     source_file = project.model_path
     manifest = manifest_dict(
         ManifestInputs(
@@ -583,7 +601,7 @@ def _stage_and_package(
             packages=[p.to_dict() for p in vendored.packages],
             trimmed=list(vendored.trimmed),
             fidelity=fidelity,
-            sample=sample,
+            sample=chosen.sample,
             hooks=hooks_module,
             telemetry={
                 **project.file.telemetry.model_dump(mode="json"),
@@ -630,13 +648,13 @@ def _trt_cache_record(profile: TargetProfile, model_sha256: str) -> dict[str, An
     return {}
 
 
-def _sample(shared: _Inputs, profile: TargetProfile, optimized: ModelArtifact) -> dict[str, Any]:
+def _sample(shared: _Inputs, predict: Callable[[Batch], Batch]) -> dict[str, Any]:
     """One input and the shipped model's answer, recorded for device health checks."""
     data = shared.validation or shared.calibration
     if data is None:
         return {}
     inputs = {k: v[:1] for k, v in data.inputs.items()}
-    outputs = _candidate_predict(profile, optimized)(inputs)
+    outputs = predict(inputs)
     return {
         "inputs": {k: v.tolist() for k, v in inputs.items()},
         "outputs": {k: np.asarray(v).tolist() for k, v in outputs.items()},

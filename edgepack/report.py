@@ -62,8 +62,7 @@ def time_predict(
 
 
 def measure_artifact(artifact: Path, runs: int) -> ReportRow:
-    from .runtime.backends import load_backend
-    from .runtime.predictor import Predictor
+    from .build import host_predictor
 
     sizes, files = read_artifact(artifact, lambda n: n == MANIFEST_FILE or n.startswith("model/"))
     if MANIFEST_FILE not in files:
@@ -75,17 +74,17 @@ def measure_artifact(artifact: Path, runs: int) -> ReportRow:
             dest = Path(tmp) / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
-        settings = {k: v for k, v in manifest["runtime"].get("settings", {}).items() if k != "cache_dir"}
-        backend = load_backend(manifest["runtime"]["backend"], Path(tmp) / model["file"], settings)
-        predictor = Predictor(
-            backend,
+        predictor = host_predictor(
+            manifest["runtime"]["backend"],
+            Path(tmp) / model["file"],
+            manifest["runtime"].get("settings", {}),
             IOSignature.from_dict(model["signature"]),
-            native_inputs=tuple(model.get("native_inputs") or ()),
-            native_outputs=tuple(model.get("native_outputs") or ()),
+            tuple(model.get("native_inputs") or ()),
+            tuple(model.get("native_outputs") or ()),
         )
         sample = {k: np.asarray(v, dtype=np.float32) for k, v in manifest["sample"]["inputs"].items()}
         p50, p99 = time_predict(predictor.predict, sample, runs)
-        description = backend.describe()
+        description = predictor.backend.describe()
     fidelity = dict(manifest.get("fidelity", {}).get("metrics") or {})
     return ReportRow(
         name=manifest["target"]["name"],
