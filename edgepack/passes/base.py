@@ -33,6 +33,13 @@ class PassContext:
     # Calibration batches (name -> array, batch axis first); None when the config has no data.
     calibration: Callable[[], Iterator[Batch]] | None = None
     progress: Callable[[str], None] = field(default=lambda _msg: None)
+    # Validation inputs (public names, batch axis first); None when the config has no validation data.
+    # Passes that choose what to keep in float measure per-layer sensitivity on these.
+    validation: Callable[[], Batch] | None = None
+    # The build's fidelity gate for a candidate model of this target: loads it with the
+    # target's backend, runs it on the validation data and compares with the original model
+    # under the project's thresholds. None when the config has no validation data.
+    gate: Callable[[ModelArtifact], Any] | None = None  # -> edgepack.fidelity.FidelityReport
 
 
 class Pass(ABC):
@@ -53,6 +60,11 @@ class Pass(ABC):
     def requires_calibration(self, config: PassConfig) -> bool:
         """Whether this config needs calibration data (e.g. only int8 modes do)."""
         return self.needs_calibration
+
+    def requires_validation(self, config: PassConfig) -> bool:
+        """Whether this config uses ``ctx.validation``/``ctx.gate`` (accuracy-controlled modes do):
+        its result then depends on the validation data and thresholds, and is cached by them."""
+        return False
 
     @abstractmethod
     def run(self, model: ModelArtifact, config: PassConfig, ctx: PassContext) -> ModelArtifact: ...
