@@ -13,36 +13,32 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from . import __version__
 from .artifact_files import read_artifact
+from .build_inputs import BuildInputs, Progress
 from .cache import BuildCache, sha256_file, sha256_tree
 from .config import Project, load_project
-from .errors import ConfigError, DataError, EdgepackError, FidelityError, PackagingError
+from .errors import ConfigError, EdgepackError, PackagingError
+from .host_run import host_predictor, predict_batched
 from .manifest import ManifestInputs, manifest_dict, write_manifest
-from .model.base import Batch, ModelArtifact, ModelSource
+from .optimize import MODEL_FILE_NAMES
 from .resources import runtime_package_dir, templates_dir
 from .runtime.manifest import MANIFEST_FILE, ModelSection, RuntimeSection
-from .runtime.signature import IOSignature
-from .targets import TargetProfile, Variant
+from .runtime.sample import SAMPLE_FILE, write_sample
+from .targets import TargetProfile
+from .variants import Chosen, choose_variant, given_up
 from .versions import tool_versions
 
-if TYPE_CHECKING:
-    from .runtime.predictor import Predictor
+__all__ = ["BuildResult", "TargetResult", "build", "host_predictor"]
 
-Progress = Callable[[str], None]
-
-_MODEL_FILE_NAMES = {"tflite": "model.tflite", "onnx": "model.onnx", "openvino": "model.xml"}
 _HOOKS_MODULE = "edgepack_user_hooks"
 _ARTIFACT_SUFFIX = {"lambda-zip": ".zip", "ota-bundle": ".bundle.tar.gz"}
 _PACKAGERS = frozenset(_ARTIFACT_SUFFIX)
-_FIDELITY_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -58,6 +54,10 @@ class TargetResult:
     unzipped_bytes: int | None = None
     fidelity: dict[str, Any] = field(default_factory=dict)
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    backend: str | None = None
+    plan: str | None = None  # the target's plan for the source format: "default" or "sources.<format>"
+    float_layers: int = 0  # layers a mixed-precision variant kept in float
+    given_up: str = ""  # the variants tried before the shipped one, and why they failed
     cached: bool = False
     seconds: float = 0.0
     error: str | None = None
@@ -92,23 +92,6 @@ class BuildResult:
         }
 
 
-@dataclass
-class _Inputs:
-    """What every target of one build shares, loaded once."""
-
-    project: Project
-    source: ModelSource
-    model_sha256: str
-    calibration: Any  # edgepack.data.Dataset | None
-    validation: Any  # edgepack.data.Dataset | None
-    reference_outputs: Batch | None
-    signer: Any
-    cache: BuildCache
-    epoch: int
-    progress: Progress
-    tools: dict[str, str]
-
-
 # -- entry point --------------------------------------------------------------------
 
 
@@ -128,6 +111,8 @@ def build(
     returned in the result, one per target, and leave nothing for that target in ``out_dir``.
     """
     say = progress or (lambda _m: None)
+    out = Path(out_dir)
+    _check_output_dir(out)
     project = load_project(project_path, targets)
     _check_pass_chains(project)
 
@@ -136,7 +121,6 @@ def build(
     from .packaging.archive import source_date_epoch
     from .signing.keys import load_signer
 
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = cache or BuildCache.default()
     epoch = source_date_epoch() if epoch is None else epoch
@@ -154,9 +138,9 @@ def build(
     reference = None
     if validation is not None:
         say(f"running the original model on {validation.size} validation samples")
-        reference = _predict_batched(source.predict, validation.inputs)
+        reference = predict_batched(source.predict, validation.inputs)
 
-    shared = _Inputs(
+    shared = BuildInputs(
         project=project,
         source=source,
         model_sha256=sha256_tree(project.model_path),
@@ -187,6 +171,20 @@ def build(
     return BuildResult(project=project.name, version=project.version, results=results)
 
 
+def _check_output_dir(out: Path) -> None:
+    """Before any work: the output directory exists or can be made, and takes files.
+    Nothing is created here, so a build refused later leaves no empty directory behind."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError("the output path exists and is not a directory", where=f"--out {out}")
+    existing = out.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"cannot create a directory under {existing}: it is a file", where=f"--out {out}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{existing} is not writable", where=f"--out {out}")
+
+
 def _name_target(target: str, hint: str) -> str:
     """Every target failure names its target, once."""
     return hint if hint.startswith(f"target {target}") else f"target {target}: {hint}"
@@ -209,12 +207,16 @@ def _signer(project: Project, key_path: Path | None, load_signer: Callable[..., 
     return load_signer(project.file.signing, project.root)
 
 
+_BACKEND_FORMAT = {"litert": "tflite", "onnxruntime": "onnx", "openvino": "openvino"}
+
+
 def _check_pass_chains(project: Project) -> None:
-    """Check every variant's passes exist, take the format they are given, and parse
-    their configs, before anything runs."""
+    """Check every variant's passes exist, take the format they are given, parse their
+    configs, and end with a model the target's backend runs, before anything runs."""
+    from .model.loader import infer_format
     from .passes import get_pass
 
-    start = project.file.model.format or _format_of(project.model_path)
+    start = project.file.model.format or infer_format(project.model_path)
     for profile in project.targets:
         if profile.packager not in _PACKAGERS:
             raise ConfigError(
@@ -222,38 +224,32 @@ def _check_pass_chains(project: Project) -> None:
                 f"(available: {', '.join(sorted(_PACKAGERS))})",
                 where=f"target {profile.name}",
             )
+        runs = _BACKEND_FORMAT[profile.backend]
         for vi, variant in enumerate(profile.variants):
             fmt = start
+            where = f"target {profile.name}: variants.{vi}({variant.name})"
             for pi, spec in enumerate(variant.passes):
-                where = f"target {profile.name}: variants.{vi}({variant.name}).passes.{pi}"
                 p = get_pass(spec.name)
-                p.parse_config(spec.config, where)
+                p.parse_config(spec.config, f"{where}.passes.{pi}")
                 if fmt not in p.accepts:
                     raise ConfigError(
-                        f"pass {spec.name} takes {', '.join(sorted(p.accepts))} models, not {fmt}",
-                        where=where,
+                        f"a {fmt} model has no path to this target's {profile.backend} runtime: "
+                        f"pass {spec.name} takes {', '.join(sorted(p.accepts))} models",
+                        where=f"{where}.passes.{pi}",
                     )
                 fmt = p.produces
-            if fmt not in _MODEL_FILE_NAMES:
+            if fmt != runs:
                 raise ConfigError(
                     f"variant {variant.name} ends with a {fmt} model; "
-                    f"the {profile.backend} runtime needs one of {', '.join(_MODEL_FILE_NAMES)}",
-                    where=f"target {profile.name}",
+                    f"the target's {profile.backend} runtime runs {runs} models",
+                    where=where,
                 )
-
-
-def _format_of(path: Path) -> str:
-    if path.is_dir():
-        return "savedmodel"
-    return {".keras": "keras", ".h5": "keras", ".onnx": "onnx", ".tflite": "tflite"}.get(
-        path.suffix.lower(), "unknown"
-    )
 
 
 # -- one target ---------------------------------------------------------------------
 
 
-def _build_target(shared: _Inputs, profile: TargetProfile, out: Path) -> TargetResult:
+def _build_target(shared: BuildInputs, profile: TargetProfile, out: Path) -> TargetResult:
     say = shared.progress
     final = (
         out
@@ -266,7 +262,7 @@ def _build_target(shared: _Inputs, profile: TargetProfile, out: Path) -> TargetR
         _place(cached / final.name, final, shared)
         return _result_from_artifact(profile, final, cached=True)
 
-    chosen = _choose_variant(shared, profile)
+    chosen = choose_variant(shared, profile)
     staging = Path(tempfile.mkdtemp(prefix=f".{profile.name}-staging-", dir=out))
     partial = out / f".{final.name}.partial"
     try:
@@ -283,7 +279,7 @@ def _build_target(shared: _Inputs, profile: TargetProfile, out: Path) -> TargetR
     return _result_from_artifact(profile, final, cached=False, package_report=package_report)
 
 
-def _artifact_key(shared: _Inputs, profile: TargetProfile) -> str:
+def _artifact_key(shared: BuildInputs, profile: TargetProfile) -> str:
     project = shared.project
     hooks = project.file.hooks
     return shared.cache.key(
@@ -303,7 +299,7 @@ def _artifact_key(shared: _Inputs, profile: TargetProfile) -> str:
     )
 
 
-def _place(src: Path, final: Path, shared: _Inputs) -> None:
+def _place(src: Path, final: Path, shared: BuildInputs) -> None:
     partial = final.with_name(f".{final.name}.partial")
     try:
         shutil.copyfile(src, partial)
@@ -313,217 +309,20 @@ def _place(src: Path, final: Path, shared: _Inputs) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _verify(path: Path, shared: _Inputs) -> None:
+def _verify(path: Path, shared: BuildInputs) -> None:
     from .signing.keys import load_public_key_pem
     from .signing.verify import verify_artifact
 
     verify_artifact(path, [load_public_key_pem(shared.signer.public_key_pem())])
 
 
-# -- optimization and the fidelity gate ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Chosen:
-    """The variant that ships, its model, why (the gate's record) and its answer to a sample."""
-
-    variant: Variant
-    model: ModelArtifact
-    fidelity: dict[str, Any]
-    sample: dict[str, Any]
-
-
-def _choose_variant(shared: _Inputs, profile: TargetProfile) -> _Chosen:
-    """Try the profile's variants in order; the first that passes the gate ships."""
-    from .fidelity import evaluate
-
-    attempts: list[dict[str, Any]] = []
-    conversion_errors: list[EdgepackError] = []
-    for variant in profile.variants:
-        shared.progress(f"[{profile.name}] optimizing: variant {variant.name}")
-        try:
-            optimized = _optimize(shared, profile, variant)
-        except DataError:
-            raise
-        except EdgepackError as e:
-            conversion_errors.append(e)
-            if len(conversion_errors) == len(profile.variants):
-                # No variant even converted: the model is the problem (e.g. an op no converter
-                # takes), not fidelity; say so with the converter's own one-line error.
-                raise conversion_errors[0] from e
-            attempts.append({"variant": variant.name, "passed": False, "failures": [e.hint()]})
-            continue
-        predict = host_predictor(
-            profile.backend,
-            optimized.path,
-            profile.runtime_settings,
-            optimized.signature,
-            optimized.native_inputs,
-            optimized.native_outputs,
-        ).predict
-        if shared.validation is None or shared.reference_outputs is None:
-            fidelity = {"checked": False, "reason": "no validation data in the project config"}
-            attempts.append({"variant": variant.name, "passed": True, "checked": False})
-            return _Chosen(variant, optimized, fidelity, _sample(shared, predict))
-        candidate = _predict_batched(predict, shared.validation.inputs)
-        report = evaluate(
-            shared.reference_outputs,
-            candidate,
-            shared.validation.labels,
-            shared.project.file.validation.thresholds,  # type: ignore[union-attr]
-        )
-        record = {"variant": variant.name, **report.to_dict()}
-        attempts.append(record)
-        shared.progress(
-            f"[{profile.name}] fidelity of {variant.name}: "
-            + ("passed" if report.passed else "failed: " + "; ".join(report.failures))
-        )
-        if report.passed:
-            fidelity = {"checked": True, "variant": variant.name, **report.to_dict(), "attempts": attempts}
-            return _Chosen(variant, optimized, fidelity, _sample(shared, predict))
-    error = FidelityError(
-        f"no variant passed the fidelity gate: {_attempts_table(attempts)}", where=f"target {profile.name}"
-    )
-    error.attempts = attempts  # type: ignore[attr-defined]
-    raise error
-
-
-def _attempts_table(attempts: list[dict[str, Any]]) -> str:
-    return "; ".join(f"{a['variant']}: {', '.join(a.get('failures') or ['failed'])}" for a in attempts)
-
-
-def host_predictor(
-    backend: str,
-    model_path: Path,
-    settings: Mapping[str, Any],
-    signature: IOSignature,
-    native_inputs: tuple[str, ...] = (),
-    native_outputs: tuple[str, ...] = (),
-) -> Predictor:
-    """The runtime's Predictor for a model file on the build host (fidelity, samples, reports).
-
-    The target's own runtime settings, minus ``cache_dir``: an on-device cache location
-    that only makes sense inside an installed artifact."""
-    from .runtime.backends import load_backend
-    from .runtime.predictor import Predictor
-
-    host_settings = {k: v for k, v in settings.items() if k != "cache_dir"}
-    return Predictor(
-        load_backend(backend, model_path, host_settings),
-        signature,
-        native_inputs=native_inputs,
-        native_outputs=native_outputs,
-    )
-
-
-def _predict_batched(predict: Callable[[Batch], Batch], inputs: Batch) -> Batch:
-    n = len(next(iter(inputs.values())))
-    chunks: list[Batch] = []
-    for start in range(0, n, _FIDELITY_BATCH):
-        chunks.append(predict({k: v[start : start + _FIDELITY_BATCH] for k, v in inputs.items()}))
-    return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
-
-
-def _optimize(shared: _Inputs, profile: TargetProfile, variant: Variant) -> ModelArtifact:
-    """Run a variant's passes, reusing a cached result when nothing that decides it changed."""
-    from .passes import PassContext, get_pass
-
-    passes = [(get_pass(s.name), s) for s in variant.passes]
-    configs = [p.parse_config(s.config, f"target {profile.name}: {variant.name}.{s.name}") for p, s in passes]
-    needs_data = any(p.requires_calibration(c) for (p, _), c in zip(passes, configs, strict=True))
-    if needs_data and shared.calibration is None:
-        raise DataError(
-            f"target {profile.name}: variant {variant.name} needs calibration data "
-            "(add calibration: to edgepack.yaml)",
-            where=str(shared.project.config_path),
-        )
-    key = shared.cache.key(
-        kind="optimized-model",
-        edgepack=__version__,
-        model=shared.model_sha256,
-        source_signature=shared.source.artifact.signature.to_dict(),
-        native=[shared.source.artifact.native_inputs, shared.source.artifact.native_outputs],
-        passes=[[s.name, c.model_dump(mode="json")] for (_, s), c in zip(passes, configs, strict=True)],
-        calibration=shared.calibration.digest if needs_data else None,
-        tools=shared.tools,
-    )
-    hit = shared.cache.get_dir("models", key)
-    if hit is not None:
-        return _load_cached_artifact(hit)
-
-    calibration = shared.calibration
-
-    def calibration_batches() -> Iterator[Batch]:
-        assert calibration is not None
-        return iter(calibration.batches(1))
-
-    def pass_progress(message: str) -> None:
-        shared.progress(f"[{profile.name}] {message}")
-
-    with tempfile.TemporaryDirectory(prefix="edgepack-passes-") as tmp:
-        model = shared.source.artifact
-        for i, ((p, spec), config) in enumerate(zip(passes, configs, strict=True)):
-            ctx = PassContext(
-                work_dir=Path(tmp) / f"{i:02d}-{spec.name}",
-                target=profile.name,
-                calibration=calibration_batches if calibration is not None else None,
-                progress=pass_progress,
-            )
-            ctx.work_dir.mkdir()
-            shared.progress(f"[{profile.name}] {spec.name} {spec.config or ''}".rstrip())
-            model = p.run(model, config, ctx)
-        stored = Path(tmp) / "result"
-        _store_artifact(model, stored)
-        entry = shared.cache.put_dir("models", key, stored)
-    return _load_cached_artifact(entry)
-
-
-def _store_artifact(model: ModelArtifact, dest: Path) -> None:
-    dest.mkdir()
-    name = _MODEL_FILE_NAMES.get(model.format)
-    if name is None:
-        raise PackagingError(
-            f"cannot package a {model.format} model; the last pass must produce tflite, onnx or openvino"
-        )
-    shutil.copyfile(model.path, dest / name)
-    if model.format == "openvino":
-        shutil.copyfile(model.path.with_suffix(".bin"), dest / "model.bin")
-    meta = {
-        "file": name,
-        "format": model.format,
-        "precision": model.precision,
-        "signature": model.signature.to_dict(),
-        "native_inputs": list(model.native_inputs),
-        "native_outputs": list(model.native_outputs),
-        "details": _jsonable(model.details),
-    }
-    (dest / "artifact.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-
-
-def _load_cached_artifact(entry: Path) -> ModelArtifact:
-    meta = json.loads((entry / "artifact.json").read_text(encoding="utf-8"))
-    return ModelArtifact(
-        path=entry / meta["file"],
-        format=meta["format"],
-        signature=IOSignature.from_dict(meta["signature"]),
-        precision=meta["precision"],
-        native_inputs=tuple(meta["native_inputs"]),
-        native_outputs=tuple(meta["native_outputs"]),
-        details=meta["details"],
-    )
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-
-
 # -- staging, packaging, signing ----------------------------------------------------
 
 
 def _stage_and_package(
-    shared: _Inputs,
+    shared: BuildInputs,
     profile: TargetProfile,
-    chosen: _Chosen,
+    chosen: Chosen,
     staging: Path,
     partial: Path,
 ) -> Any:
@@ -540,7 +339,7 @@ def _stage_and_package(
     model_dir.mkdir()
     for f in optimized.files():
         shutil.copyfile(f, model_dir / f.name)
-    model_file = model_dir / _MODEL_FILE_NAMES[optimized.format]
+    model_file = model_dir / MODEL_FILE_NAMES[optimized.format]
     shutil.copytree(
         runtime_package_dir(), staging / "edgepack_runtime", ignore=shutil.ignore_patterns("__pycache__")
     )
@@ -574,7 +373,8 @@ def _stage_and_package(
         file=model_file.relative_to(staging).as_posix(),
         format=optimized.format,
         sha256=sha256_file(model_file),
-        precision=optimized.precision,
+        # What the file holds (its ops counted), not what the passes asked for.
+        precision=chosen.precision["precision"],
         signature=optimized.signature,
         native_inputs=optimized.native_inputs,
         native_outputs=optimized.native_outputs,
@@ -589,19 +389,27 @@ def _stage_and_package(
             model_details={
                 **dict(optimized.details),
                 "size_bytes": sum(f.stat().st_size for f in optimized.files()),
+                "ops": {k: v for k, v in chosen.precision.items() if k != "precision"},
+                "float_layers": len(float_layers(optimized.details)),
+                "requested_precision": optimized.precision,
             },
             variant=variant.name,
             source={
                 "file": source_file.name,
                 "format": shared.source.artifact.format,
                 "sha256": shared.model_sha256,
+                # The target's plan for this source format: "default" or "sources.<format>".
+                "plan": profile.plan,
             },
             runtime=RuntimeSection(backend=profile.backend, settings=dict(profile.runtime_settings)),
             entrypoint="handler.handler" if profile.kind == "lambda" else None,
             packages=[p.to_dict() for p in vendored.packages],
             trimmed=list(vendored.trimmed),
             fidelity=fidelity,
-            sample=chosen.sample,
+            sample={
+                **write_sample(staging / SAMPLE_FILE, chosen.sample_inputs, chosen.sample_outputs),
+                "sha256": sha256_file(staging / SAMPLE_FILE),
+            },
             hooks=hooks_module,
             telemetry={
                 **project.file.telemetry.model_dump(mode="json"),
@@ -648,20 +456,7 @@ def _trt_cache_record(profile: TargetProfile, model_sha256: str) -> dict[str, An
     return {}
 
 
-def _sample(shared: _Inputs, predict: Callable[[Batch], Batch]) -> dict[str, Any]:
-    """One input and the shipped model's answer, recorded for device health checks."""
-    data = shared.validation or shared.calibration
-    if data is None:
-        return {}
-    inputs = {k: v[:1] for k, v in data.inputs.items()}
-    outputs = predict(inputs)
-    return {
-        "inputs": {k: v.tolist() for k, v in inputs.items()},
-        "outputs": {k: np.asarray(v).tolist() for k, v in outputs.items()},
-    }
-
-
-def _provenance(shared: _Inputs, profile: TargetProfile, vendored: Any) -> Any:
+def _provenance(shared: BuildInputs, profile: TargetProfile, vendored: Any) -> Any:
     from .signing.attestation import Provenance
 
     project = shared.project
@@ -699,6 +494,12 @@ def _package(profile: TargetProfile, staging: Path, partial: Path, epoch: int) -
     )
 
 
+def float_layers(details: Any) -> list[Any]:
+    """The layers a mixed-precision pass kept in float, as its details record them."""
+    quantization = (details or {}).get("quantization") or {}
+    return list(quantization.get("float_nodes") or quantization.get("float_layers") or [])
+
+
 # -- results ------------------------------------------------------------------------
 
 
@@ -721,5 +522,9 @@ def _result_from_artifact(
         unzipped_bytes=sum(sizes.values()),
         fidelity={k: v for k, v in fidelity.items() if k != "attempts"},
         attempts=list(fidelity.get("attempts", [])),
+        backend=manifest["runtime"]["backend"],
+        plan=model.get("source", {}).get("plan"),
+        float_layers=int(model.get("details", {}).get("float_layers") or 0),
+        given_up=given_up(list(fidelity.get("attempts", []))),
         cached=cached,
     )

@@ -63,8 +63,11 @@ def time_predict(
 
 def measure_artifact(artifact: Path, runs: int) -> ReportRow:
     from .build import host_predictor
+    from .runtime.sample import SAMPLE_FILE, read_sample
 
-    sizes, files = read_artifact(artifact, lambda n: n == MANIFEST_FILE or n.startswith("model/"))
+    sizes, files = read_artifact(
+        artifact, lambda n: n in (MANIFEST_FILE, SAMPLE_FILE) or n.startswith("model/")
+    )
     if MANIFEST_FILE not in files:
         raise PackagingError(f"{artifact}: no {MANIFEST_FILE}; not an edgepack artifact")
     manifest = json.loads(files.pop(MANIFEST_FILE))
@@ -82,7 +85,7 @@ def measure_artifact(artifact: Path, runs: int) -> ReportRow:
             tuple(model.get("native_inputs") or ()),
             tuple(model.get("native_outputs") or ()),
         )
-        sample = {k: np.asarray(v, dtype=np.float32) for k, v in manifest["sample"]["inputs"].items()}
+        sample, _ = read_sample(Path(tmp), manifest["sample"])
         p50, p99 = time_predict(predictor.predict, sample, runs)
         description = predictor.backend.describe()
     fidelity = dict(manifest.get("fidelity", {}).get("metrics") or {})

@@ -46,6 +46,24 @@ class Variant(_Frozen):
     passes: list[PassSpec]
 
 
+SourceFormat = Literal["keras", "savedmodel", "onnx", "tflite"]
+Backend = Literal["litert", "onnxruntime", "openvino"]
+
+
+class SourcePlan(_Frozen):
+    """How a target takes models of one source format, where that differs from its default plan.
+
+    The fields given replace the profile's own (an ONNX model on Lambda runs on ONNX Runtime,
+    with its own variants, packages and trim rules); fields not given keep the profile's."""
+
+    backend: Backend | None = None
+    variants: list[Variant] | None = Field(default=None, min_length=1)
+    runtime_packages: list[str] | None = None
+    runtime_settings: dict[str, Any] | None = None
+    trim: list[str] | None = None
+    note: str = ""
+
+
 class Limits(_Frozen):
     zipped_bytes: int | None = None
     unzipped_bytes: int | None = None
@@ -59,8 +77,16 @@ class TargetProfile(_Frozen):
     python: str = Field(default="3.12", pattern=r"^3\.\d+$")
     lambda_runtime: str | None = None
     glibc: str | None = Field(default=None, pattern=r"^2\.\d+$")  # newest glibc the target has
-    backend: Literal["litert", "onnxruntime", "openvino"]
+    backend: Backend
     variants: list[Variant] = Field(min_length=1)
+    # Plans for source formats the default plan does not take (see SourcePlan).
+    sources: dict[SourceFormat, SourcePlan] = Field(default_factory=dict)
+    # What load_target resolved: the model's source format and the plan it took
+    # ("default" or "sources.<format>"); recorded in the manifest and the summary.
+    source_format: SourceFormat | None = None
+    plan: str = "default"
+    # Fidelity thresholds for this target, merged over the project's validation.thresholds.
+    thresholds: dict[str, float | None] = Field(default_factory=dict)
     runtime_packages: list[str] = Field(default_factory=list)
     # Packages the device itself provides (e.g. Jetson's GPU build of ONNX Runtime): not vendored,
     # recorded in the manifest as a requirement.
@@ -121,6 +147,8 @@ OVERRIDABLE = frozenset(
         "runtime_settings",
         "limits",
         "trim",
+        "thresholds",
+        "sources",
     }
 )
 
@@ -153,8 +181,14 @@ def _validation_message(e: ValidationError, where: str) -> ConfigError:
     return ConfigError(msg, where=f"{where}: {loc}" if loc else where)
 
 
-def load_target(name: str, overrides: dict[str, Any] | None = None, where: str = "") -> TargetProfile:
-    """Load a shipped profile and apply the project's overrides (dicts merge, lists replace)."""
+def load_target(
+    name: str,
+    overrides: dict[str, Any] | None = None,
+    where: str = "",
+    source_format: str | None = None,
+) -> TargetProfile:
+    """Load a shipped profile, take its plan for the model's source format, then apply the
+    project's overrides (dicts merge, lists replace; a variant given by name is the plan's own)."""
     data = _read_profile(name)
     origin = str(targets_dir() / f"{name}.yaml")
     for key, value in (overrides or {}).items():
@@ -163,6 +197,23 @@ def load_target(name: str, overrides: dict[str, Any] | None = None, where: str =
                 f"field {key!r} cannot be overridden (allowed: {', '.join(sorted(OVERRIDABLE))})",
                 where=where or origin,
             )
+        if key == "sources" and isinstance(value, dict):
+            shipped = data.get(key) or {}
+            merged = {fmt: {**shipped.get(fmt, {}), **(plan or {})} for fmt, plan in value.items()}
+            data[key] = {**shipped, **merged}
+    plan = (data.get("sources") or {}).get(source_format) if source_format else None
+    if isinstance(plan, dict):
+        for key in ("backend", "variants", "runtime_packages", "runtime_settings", "trim"):
+            if plan.get(key) is not None:
+                data[key] = plan[key]
+        data["plan"] = f"sources.{source_format}"
+    if source_format is not None:
+        data["source_format"] = source_format
+    for key, value in (overrides or {}).items():
+        if key == "sources":
+            continue
+        if key == "variants" and isinstance(value, list):
+            value = _resolve_variant_refs(value, data.get("variants") or [], where or origin)
         if isinstance(value, dict) and isinstance(data.get(key), dict):
             data[key] = {**data[key], **value}
         else:
@@ -172,6 +223,24 @@ def load_target(name: str, overrides: dict[str, Any] | None = None, where: str =
         return TargetProfile.model_validate(data)
     except ValidationError as e:
         raise _validation_message(e, origin) from e
+
+
+def _resolve_variant_refs(variants: list[Any], planned: list[Any], where: str) -> list[Any]:
+    """A variant list may name the plan's own variants (to reorder, drop or extend the chain
+    without restating them) beside full ``{name, passes}`` entries."""
+    by_name = {v.get("name"): v for v in planned if isinstance(v, dict)}
+    resolved = []
+    for i, item in enumerate(variants):
+        if isinstance(item, str):
+            if item not in by_name:
+                raise ConfigError(
+                    f"no variant {item!r} in this target's plan (has: {', '.join(map(str, by_name))})",
+                    where=f"{where}.variants.{i}",
+                )
+            resolved.append(by_name[item])
+        else:
+            resolved.append(item)
+    return resolved
 
 
 def profile_path(name: str) -> Path:

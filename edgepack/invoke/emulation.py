@@ -95,7 +95,9 @@ def check_emulated_runtime(lambda_runtime: str) -> None:
     if version in DEBIAN_SUITES:
         return
     releases = ", ".join(f"{suite} has {v}" for v, suite in DEBIAN_SUITES.items())
-    suggestion = " or ".join(f"python{v}" for v in sorted(DEBIAN_SUITES, reverse=True))
+    # Only the newest: python3.11 runs on Amazon Linux 2 (glibc 2.26), under the glibc that
+    # ai-edge-litert and onnxruntime wheels need, so suggesting it would trade one failure for another.
+    suggestion = f"python{max(DEBIAN_SUITES, key=lambda v: tuple(map(int, v.split('.'))))}"
     if version == "3.12":
         why = "no Debian release ships an aarch64 CPython 3.12"
     else:

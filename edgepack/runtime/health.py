@@ -13,6 +13,7 @@ import numpy as np
 from .errors import InferenceError
 from .manifest import Manifest
 from .predictor import Predictor
+from .sample import read_sample
 
 # The recorded output came from the same model on the build host; another CPU may round
 # differently, so compare with a tolerance and require the same top-1 class.
@@ -30,17 +31,18 @@ def health_check(root: Path) -> HealthReport:
     """Never raises for a bad model: a failure is a report with ``ok=False`` and the reason."""
     try:
         manifest = Manifest.load(root)
-        sample = manifest.raw.get("sample") or {}
-        if not sample.get("inputs"):
+        section = manifest.raw.get("sample") or {}
+        if not section.get("inputs"):
             return HealthReport(False, float("inf"), "the manifest records no sample input")
+        inputs, recorded_outputs = read_sample(root, section)
         predictor = Predictor.from_artifact(root)
-        outputs = predictor.predict(sample["inputs"])
+        outputs = predictor.predict(inputs)
     except InferenceError as e:
         return HealthReport(False, float("inf"), e.message)
     except Exception as e:  # a crash while loading or running is exactly what this guards
         return HealthReport(False, float("inf"), f"{type(e).__name__}: {e}")
     worst = 0.0
-    for name, recorded in sample.get("outputs", {}).items():
+    for name, recorded in recorded_outputs.items():
         expected = np.asarray(recorded, dtype=np.float64)
         got = np.asarray(outputs.get(name), dtype=np.float64)
         if got.shape != expected.shape:

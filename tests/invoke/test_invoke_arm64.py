@@ -234,7 +234,7 @@ def test_arm64_python312_is_refused_naming_the_runtimes_that_work(
     message = caught.value.hint()
     assert caught.value.exit_code == 2
     assert "no Debian release ships an aarch64 CPython 3.12" in message
-    assert "lambda_runtime to python3.13 or python3.11" in message
+    assert "lambda_runtime to python3.13 to invoke it here" in message
     assert list(sandboxes.iterdir()) == []
 
 

@@ -1,0 +1,136 @@
+"""The fallback chain: try a target's variants in order; the first that passes the gate ships.
+
+A variant that fails to convert, to load or to run is a failed attempt with its one-line
+reason, and the next variant is tried: the chain never stops on a crash. Every default
+chain ends with the unquantized model for the target's backend, so a model that converts
+ships something that passed the gate; the attempts record what was given up on the way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from .build_inputs import BuildInputs
+from .errors import ConfigError, DataError, EdgepackError, FidelityError
+from .host_run import artifact_predictor, first_sample, predict_batched
+from .model.base import Batch, ModelArtifact
+from .model.precision import measure_precision
+from .optimize import optimize
+from .passes.converter_errors import first_line
+from .targets import TargetProfile, Variant
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The variant that ships, its model, why (the gate's record) and its answer to a sample."""
+
+    variant: Variant
+    model: ModelArtifact
+    fidelity: dict[str, Any]
+    sample_inputs: Batch
+    sample_outputs: Batch
+    precision: dict[str, Any]
+
+
+def target_thresholds(shared: BuildInputs, profile: TargetProfile) -> Any:
+    """The project's thresholds with the target's own merged over them."""
+    from .config import Thresholds
+
+    spec = shared.project.file.validation
+    base = spec.thresholds if spec is not None else Thresholds()
+    if not profile.thresholds:
+        return base
+    try:
+        return Thresholds.model_validate({**base.model_dump(), **profile.thresholds})
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(
+            err["msg"],
+            where=f"{shared.project.config_path}: targets.{profile.name}.overrides.thresholds.{field}",
+        ) from e
+
+
+def choose_variant(shared: BuildInputs, profile: TargetProfile) -> Chosen:
+    """Try the profile's variants in order; the first that passes the gate ships."""
+    from .fidelity import evaluate
+
+    thresholds = target_thresholds(shared, profile)
+    validation, reference = shared.validation, shared.reference_outputs
+
+    def gate(candidate: ModelArtifact) -> Any:
+        assert validation is not None and reference is not None
+        predict = artifact_predictor(profile.backend, candidate, profile.runtime_settings).predict
+        return evaluate(reference, predict_batched(predict, validation.inputs), validation.labels, thresholds)
+
+    has_gate = validation is not None and reference is not None
+    attempts: list[dict[str, Any]] = []
+    errors: list[EdgepackError] = []
+    for variant in profile.variants:
+        shared.progress(f"[{profile.name}] optimizing: variant {variant.name}")
+        try:
+            optimized = optimize(
+                shared, profile, variant, gate if has_gate else None, thresholds.model_dump(mode="json")
+            )
+            predict = artifact_predictor(profile.backend, optimized, profile.runtime_settings).predict
+            sample_inputs = first_sample(shared.validation or shared.calibration, optimized.signature)
+            sample_outputs = predict(sample_inputs)
+            report = gate(optimized) if has_gate else None
+        except (DataError, ConfigError):
+            raise  # the project's data or config is wrong: no other variant would fare better
+        except Exception as e:  # a variant that cannot convert, load or run is a failed attempt
+            reason = e.hint() if isinstance(e, EdgepackError) else f"{type(e).__name__}: {first_line(e)}"
+            if isinstance(e, EdgepackError):
+                errors.append(e)
+            shared.progress(f"[{profile.name}] variant {variant.name} failed: {reason}")
+            attempts.append(
+                {"variant": variant.name, "passed": False, "stage": "optimize", "failures": [reason]}
+            )
+            continue
+        precision = measure_precision(optimized.path, optimized.format)
+        if report is None:
+            attempts.append({"variant": variant.name, "passed": True, "checked": False})
+            fidelity = {
+                "checked": False,
+                "reason": "no validation data in the project config",
+                "attempts": attempts,
+            }
+            return Chosen(variant, optimized, fidelity, sample_inputs, sample_outputs, precision)
+        record = {
+            "variant": variant.name,
+            "stage": "gate",
+            "precision": precision["precision"],
+            **report.to_dict(),
+        }
+        attempts.append(record)
+        shared.progress(
+            f"[{profile.name}] fidelity of {variant.name}: "
+            + ("passed" if report.passed else "failed: " + "; ".join(report.failures))
+        )
+        if report.passed:
+            fidelity = {"checked": True, "variant": variant.name, **report.to_dict(), "attempts": attempts}
+            return Chosen(variant, optimized, fidelity, sample_inputs, sample_outputs, precision)
+    if errors and len(errors) == len(profile.variants):
+        # No variant even converted: the model is the problem (e.g. an op no converter takes),
+        # not fidelity; say so with the converter's own one-line error.
+        raise errors[0]
+    error = FidelityError(
+        f"no variant passed the fidelity gate: {attempts_table(attempts)}", where=f"target {profile.name}"
+    )
+    error.attempts = attempts  # type: ignore[attr-defined]
+    raise error
+
+
+def attempts_table(attempts: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{a['variant']}: {', '.join(a.get('failures') or ['failed'])}" for a in attempts)
+
+
+def given_up(attempts: list[dict[str, Any]]) -> str:
+    """One line on what the shipped variant cost: the variants tried before it and why they failed."""
+    failed = [a for a in attempts if not a.get("passed")]
+    if not failed:
+        return ""
+    return "; ".join(f"{a['variant']} {', '.join(a.get('failures') or ['failed'])}" for a in failed)
