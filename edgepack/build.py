@@ -31,7 +31,7 @@ from .resources import runtime_package_dir, templates_dir
 from .runtime.manifest import MANIFEST_FILE, ModelSection, RuntimeSection
 from .runtime.sample import SAMPLE_FILE, write_sample
 from .targets import TargetProfile
-from .variants import Chosen, choose_variant, given_up
+from .variants import Chosen, choose_variant, given_up, target_thresholds
 from .versions import tool_versions
 
 __all__ = ["BuildResult", "TargetResult", "build", "host_predictor"]
@@ -134,7 +134,9 @@ def build(
     if pf.calibration is not None:
         calibration = load_dataset(pf.calibration, project.root, signature, _where(project, "calibration"))
     if pf.validation is not None:
-        validation = load_dataset(pf.validation, project.root, signature, _where(project, "validation"))
+        validation = load_dataset(
+            pf.validation, project.root, signature, _where(project, "validation"), classes=project.classes
+        )
     reference = None
     if validation is not None:
         say(f"running the original model on {validation.size} validation samples")
@@ -224,6 +226,7 @@ def _check_pass_chains(project: Project) -> None:
                 f"(available: {', '.join(sorted(_PACKAGERS))})",
                 where=f"target {profile.name}",
             )
+        target_thresholds(project, profile)  # a bad per-target threshold is refused before any work
         runs = _BACKEND_FORMAT[profile.backend]
         for vi, variant in enumerate(profile.variants):
             fmt = start

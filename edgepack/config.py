@@ -7,7 +7,9 @@ only ``Project`` travels downstream.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -15,8 +17,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .backend_settings import check_runtime_settings
 from .errors import ConfigError
-from .targets import TargetProfile, load_target
+from .hooks_check import check_hooks
+from .targets import TargetProfile, load_target, profile_path
 
 CONFIG_FILE = "edgepack.yaml"
 _VERSION_RE = re.compile(r"^\d+(\.\d+){0,3}$")
@@ -35,6 +39,24 @@ class ModelSpec(_Strict):
         default=None, description="names for the model's inputs, in order (renames them everywhere)"
     )
     outputs: list[str] | None = Field(default=None, description="names for the model's outputs, in order")
+    classes: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="class names in the order of the model's class scores; validation labels may then "
+        "be these names",
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_classes(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if any(not name.strip() for name in v):
+            raise ValueError("class names must not be empty")
+        repeated = sorted({name for name in v if v.count(name) > 1})
+        if repeated:
+            raise ValueError(f"class names must be unique: {', '.join(map(repr, repeated))} repeated")
+        return v
 
 
 class DataSpec(_Strict):
@@ -55,6 +77,16 @@ class DataSpec(_Strict):
         if (self.path is None) == (self.generator is None):
             raise ValueError("give exactly one of path or generator")
         return self
+
+
+class CalibrationSpec(DataSpec):
+    """Calibration data: a ``DataSpec`` that refuses constant data unless told otherwise."""
+
+    allow_constant: bool = Field(
+        default=False,
+        description="accept calibration data that is constant or whose samples are (nearly) identical; "
+        "int8 ranges calibrated on it fit nothing else, so this is refused by default",
+    )
 
 
 class Thresholds(_Strict):
@@ -99,7 +131,7 @@ class ProjectFile(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     version: str = Field(description="monotonic release version, e.g. 1.4.0; devices refuse to go down")
     model: ModelSpec
-    calibration: DataSpec | None = None
+    calibration: CalibrationSpec | None = None
     validation: ValidationSpec | None = None
     targets: list[str | TargetSpec] = Field(min_length=1)
     signing: SigningSpec | None = None
@@ -135,6 +167,12 @@ class Project:
     def model_path(self) -> Path:
         return self.resolve(self.file.model.path)
 
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """The model's class names (``model.classes``), in score order; ``None`` when not given."""
+        classes = self.file.model.classes
+        return tuple(classes) if classes is not None else None
+
     def resolve(self, relative: str) -> Path:
         return (self.root / relative).resolve()
 
@@ -155,7 +193,7 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(parts + [0] * (4 - len(parts)))
 
 
-def _field_error(e: ValidationError, where: str) -> ConfigError:
+def _field_error(e: ValidationError, where: str, sep: str = ": ") -> ConfigError:
     # In a union (e.g. a target as a name or a mapping) the deepest error is the informative one.
     err = max(e.errors(), key=lambda x: len(x["loc"]))
     loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in {"str", "TargetSpec"}))
@@ -164,7 +202,29 @@ def _field_error(e: ValidationError, where: str) -> ConfigError:
         msg = "unknown field"
     elif err["type"] == "missing":
         msg = "required field is missing"
-    return ConfigError(msg, where=f"{where}: {loc}" if loc else where)
+    return ConfigError(msg, where=f"{where}{sep}{loc}" if loc else where)
+
+
+def merge_thresholds(base: Thresholds, override: Mapping[str, Any], where: str) -> Thresholds:
+    """``base`` with the thresholds ``override`` gives replaced (``null`` turns one off).
+
+    ``where`` names the override in the config, e.g.
+    ``"edgepack.yaml: targets.rpi-tflite.overrides.thresholds"``; a bad value or unknown
+    key raises ``ConfigError`` naming ``<where>.<field>``.
+    """
+    if not isinstance(override, Mapping):
+        raise ConfigError(
+            f"expected a mapping of thresholds ({', '.join(Thresholds.model_fields)})", where=where
+        )
+    unknown = [k for k in override if k not in Thresholds.model_fields]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), list(Thresholds.model_fields), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(Thresholds.model_fields)})"
+        raise ConfigError(f"unknown field{hint}", where=f"{where}.{unknown[0]}")
+    try:
+        return Thresholds.model_validate({**base.model_dump(), **override})
+    except ValidationError as e:
+        raise _field_error(e, where, sep=".") from e
 
 
 def parse_project_file(text: str, where: str) -> ProjectFile:
@@ -201,11 +261,69 @@ def load_project(path: Path | str, only_targets: list[str] | None = None) -> Pro
         by_name = {s.name: s for s in specs}
         # A target named on the command line but not in the file is built with its profile's defaults.
         specs = [by_name.get(n, TargetSpec(name=n)) for n in only_targets]
-    targets = tuple(
-        load_target(s.name, s.overrides, where=f"{where}: targets.{s.name}.overrides") for s in specs
-    )
     root = config_path.parent.resolve()
+    model_path = (root / project_file.model.path).resolve()
+    if not model_path.exists():
+        raise ConfigError(f"model file not found: {model_path}", where=f"{where}: model.path")
+    # A profile may plan differently per source format (an ONNX model runs on ONNX Runtime).
+    source_format = project_file.model.format or _source_format(model_path, where)
+    targets = tuple(
+        load_target(
+            s.name, s.overrides, where=f"{where}: targets.{s.name}.overrides", source_format=source_format
+        )
+        for s in specs
+    )
+    for spec, profile in zip(specs, targets, strict=True):
+        _check_runtime_settings(spec, profile, where)
     project = Project(root=root, config_path=config_path.resolve(), file=project_file, targets=targets)
     if not project.model_path.exists():
         raise ConfigError(f"model file not found: {project.model_path}", where=f"{where}: model.path")
+    if project_file.hooks is not None:
+        check_hooks(project.resolve(project_file.hooks), f"{where}: hooks")
     return project
+
+
+def _check_runtime_settings(spec: TargetSpec, profile: TargetProfile, where: str) -> None:
+    """Check a target's runtime_settings against its backend, blaming the file that set them.
+
+    The project's own settings (its overrides) are checked alone first, against the project
+    file; what is left wrong after the merge came from the shipped profile. Every field of
+    the settings models is optional, so a partial override checks on its own.
+    """
+    override_where = f"{where}: targets.{spec.name}.overrides"
+    plan = getattr(profile, "plan", "default")  # "default" or "sources.<format>"
+    written = [(spec.overrides.get("runtime_settings"), f"{override_where}.runtime_settings")]
+    if plan != "default":
+        sources = spec.overrides.get("sources")
+        source = sources.get(plan.removeprefix("sources.")) if isinstance(sources, Mapping) else None
+        if isinstance(source, Mapping):
+            written.append((source.get("runtime_settings"), f"{override_where}.{plan}.runtime_settings"))
+    for settings, settings_where in written:
+        if isinstance(settings, Mapping):
+            check_runtime_settings(profile.backend, settings, settings_where)
+    shipped_where = _profile_settings_where(profile.name, plan)
+    check_runtime_settings(profile.backend, profile.runtime_settings, shipped_where)
+
+
+def _profile_settings_where(name: str, plan: str) -> str:
+    path = profile_path(name)
+    field_path = "runtime_settings"
+    if plan != "default":
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            source = raw["sources"][plan.removeprefix("sources.")]
+            if isinstance(source, Mapping) and source.get("runtime_settings") is not None:
+                field_path = f"{plan}.runtime_settings"
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            pass  # the profile loaded a moment ago; name the top-level field if it cannot be read now
+    return f"{path}: {field_path}"
+
+
+def _source_format(model_path: Path, where: str) -> str:
+    from .errors import ModelError
+    from .model.loader import infer_format
+
+    try:
+        return infer_format(model_path)
+    except ModelError as e:
+        raise ConfigError(e.message, where=f"{where}: model.path") from e

@@ -15,7 +15,7 @@ import importlib
 import io
 import sys
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import DataSpec
+from .config import CalibrationSpec, DataSpec
 from .errors import DataError
 from .model.base import Batch
 from .model.loader import brief
@@ -71,12 +71,24 @@ class Dataset:
             yield self.labels[start : start + batch_size]
 
 
-def load_dataset(spec: DataSpec, root: Path, signature: IOSignature, where: str) -> Dataset:
+def load_dataset(
+    spec: DataSpec,
+    root: Path,
+    signature: IOSignature,
+    where: str,
+    *,
+    classes: Sequence[str] | None = None,
+) -> Dataset:
     """Load the data ``spec`` names and check it against ``signature`` (public names).
 
     ``root`` is the project directory (relative paths and generator modules resolve there);
     ``where`` names the spec in the config, e.g. ``"edgepack.yaml: calibration"``; errors
     point at its field (``...calibration.path``, ``.generator``, ``.labels``).
+
+    ``classes`` (the config's ``model.classes``) lets labels be class names: they are mapped
+    to class ids, and an unknown name is refused. A ``CalibrationSpec`` (the config's
+    ``calibration``) refuses constant or near-constant float inputs unless
+    ``allow_constant`` is set: see ``check_not_constant``.
     """
     base = _spec_where(where)
     if spec.path is not None:
@@ -96,6 +108,16 @@ def load_dataset(spec: DataSpec, root: Path, signature: IOSignature, where: str)
     if spec.samples is not None:
         inputs = {name: arr[: spec.samples] for name, arr in inputs.items()}
         labels = labels[: spec.samples] if labels is not None else None
+    if labels is not None:
+        # The digest stays that of the labels as written (names or ids): the file's, or below.
+        written = labels
+        labels = label_ids(labels, classes, source, f"{base}.labels")
+        if classes is not None:
+            _check_class_scores(signature, classes, f"{base}.labels")
+        if not digest:
+            digest = _arrays_digest(inputs, written)
+    if isinstance(spec, CalibrationSpec) and not spec.allow_constant:
+        check_not_constant(inputs, source, base)
     if not digest:
         digest = _arrays_digest(inputs, labels)
     return Dataset(inputs=inputs, labels=labels, digest=digest, source=source)
@@ -433,8 +455,10 @@ def _check_input(arr: np.ndarray, spec: TensorSpec, source: str, where: str) -> 
 def _check_labels(labels: np.ndarray, n: int, source: str, where: str) -> np.ndarray:
     if labels.ndim == 0:
         raise DataError(f"{source}: labels are a scalar, expected one per sample", where=where)
-    if labels.dtype.kind not in "biuf":
-        raise DataError(f"{source}: labels have dtype {labels.dtype}, expected numbers", where=where)
+    if labels.dtype.kind not in "biufUS":
+        raise DataError(
+            f"{source}: labels have dtype {labels.dtype}, expected class ids or class names", where=where
+        )
     if len(labels) != n:
         raise DataError(
             f"{source}: labels count {len(labels)} differs from the {n} input samples", where=where
@@ -442,6 +466,143 @@ def _check_labels(labels: np.ndarray, n: int, source: str, where: str) -> np.nda
     if labels.dtype.kind == "f":
         _check_finite(labels, f"{source}: labels", where)
     return labels
+
+
+# -- labels as class names -----------------------------------------------------------
+
+
+def label_ids(
+    labels: np.ndarray, classes: Sequence[str] | None, source: str, where: str | None = None
+) -> np.ndarray:
+    """Labels as the fidelity gate takes them: class names mapped to ids through ``classes``.
+
+    Numeric labels (ids, or one-hot rows) pass through, checked against ``classes`` when it
+    is given. Names need ``classes``; a name it does not list is a ``DataError`` naming it.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "US":
+        return _names_to_ids(labels, classes, source, where)
+    if classes is None:
+        return labels
+    k = len(classes)
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        if labels.shape[1] != k:
+            raise DataError(
+                f"{source}: one-hot labels have {labels.shape[1]} columns "
+                f"but model.classes lists {k} classes",
+                where=where,
+            )
+        return labels
+    ids = labels.reshape(len(labels), -1)[:, 0] if labels.ndim == 2 else labels
+    if ids.size and (ids.min() < 0 or ids.max() >= k):
+        bad = ids[(ids < 0) | (ids >= k)][0]
+        raise DataError(
+            f"{source}: label {_fmt_number(float(bad))} is not a class id of model.classes (0..{k - 1})",
+            where=where,
+        )
+    return labels
+
+
+def _names_to_ids(
+    labels: np.ndarray, classes: Sequence[str] | None, source: str, where: str | None
+) -> np.ndarray:
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise DataError(
+            f"{source}: class-name labels must hold one name per sample, got shape {labels.shape}",
+            where=where,
+        )
+    names = [_label_text(v, source, where) for v in labels.tolist()]
+    if classes is None:
+        shown = ", ".join(repr(n) for n in dict.fromkeys(names[:3]))
+        raise DataError(
+            f"{source}: labels are class names ({shown}, ...) but the config lists no model.classes "
+            "to map them to class ids",
+            where=where,
+        )
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = [n for n in dict.fromkeys(names) if n not in index]
+    if unknown:
+        shown = ", ".join(repr(n) for n in unknown[:5])
+        if len(unknown) > 5:
+            shown += f" and {len(unknown) - 5} more"
+        verb = "label {} is not a class" if len(unknown) == 1 else "labels {} are not classes"
+        known = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
+        raise DataError(f"{source}: {verb.format(shown)} in model.classes ({known})", where=where)
+    return np.array([index[n] for n in names], dtype=np.int64)
+
+
+def _label_text(value: Any, source: str, where: str | None) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{source}: label {value!r} is not UTF-8 text", where=where) from e
+    return str(value)
+
+
+def _check_class_scores(signature: IOSignature, classes: Sequence[str], where: str) -> None:
+    # Accuracy is measured on an output with one score per class: say so now, not after a conversion.
+    k = len(classes)
+    for out in signature.outputs:
+        if len(out.shape) == 2 and out.shape[1] in (k, None):
+            return
+    shapes = ", ".join(f"{o.name} {_shape_text(tuple(o.shape))}" for o in signature.outputs)
+    raise DataError(
+        f"model.classes lists {k} classes but no model output has {k} class scores ({shapes})", where=where
+    )
+
+
+# -- constant calibration data --------------------------------------------------------
+
+# A value range this small relative to the values' magnitude is one value (float32 noise).
+_CONSTANT_RTOL = 1e-6
+# Samples that differ, at every position, by less than this share of the input's value
+# range are copies of one sample (plus noise): they calibrate the ranges of one input only.
+_IDENTICAL_RTOL = 1e-3
+
+
+def check_not_constant(inputs: Mapping[str, np.ndarray], source: str, where: str) -> None:
+    """Refuse calibration inputs that are constant, or whose samples are (nearly) identical.
+
+    int8 calibration measures activation ranges on these samples; on one value (zeros, a
+    fill) or one repeated sample the ranges fit nothing a real request holds, and the
+    converter accepts it without a word. Only float inputs are checked: integer inputs
+    (token ids, masks) are not calibrated, and a mask of ones is ordinary.
+    """
+    for name, arr in inputs.items():
+        if arr.dtype.kind != "f" or arr.size == 0:
+            continue
+        low, high = float(arr.min()), float(arr.max())
+        spread = high - low
+        n = len(arr)
+        if spread <= _CONSTANT_RTOL * max(abs(low), abs(high)):
+            what = f"input {name!r} is constant"
+        elif n > 1:
+            per_position = arr.max(axis=0).astype(np.float64) - arr.min(axis=0).astype(np.float64)
+            largest = float(per_position.max())
+            if largest > _IDENTICAL_RTOL * spread:
+                continue
+            what = (
+                f"input {name!r} holds {n} identical samples"
+                if largest == 0
+                else f"input {name!r} holds {n} nearly identical samples (they differ by at most "
+                f"{_fmt_number(largest)} in a value range of {_fmt_number(spread)})"
+            )
+        else:
+            continue
+        std = float(np.std(arr, dtype=np.float64))
+        raise DataError(
+            f"{source}: {what} (min {_fmt_number(low)}, max {_fmt_number(high)}, std {_fmt_number(std)}, "
+            f"samples {n}); int8 ranges calibrated on it fit no real input. Use representative data, "
+            "or set calibration.allow_constant: true to calibrate on it anyway",
+            where=where,
+        )
+
+
+def _fmt_number(value: float) -> str:
+    return f"{value:.4g}"
 
 
 def _check_finite(arr: np.ndarray, what: str, where: str) -> None:

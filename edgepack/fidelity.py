@@ -13,14 +13,16 @@ Metrics:
 - ``top1_agreement``: for outputs that look like class scores (rank 2, more than one
   class), the share of samples whose arg-max class agrees.
 - ``reference_accuracy`` / ``candidate_accuracy`` / ``accuracy_drop`` (reference minus
-  candidate) when labels exist, measured on the first output whose classes cover the
-  labels' range.
+  candidate) when labels exist, measured on the output with one score per class of
+  ``classes`` (the config's ``model.classes``) when given, else on the first output whose
+  classes cover the labels' range. Labels are class ids, one-hot rows, or class names
+  (mapped to ids through ``classes``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,13 +135,19 @@ class FidelityReport:
 
 
 def evaluate(
-    reference: Batch, candidate: Batch, labels: np.ndarray | None, thresholds: Thresholds
+    reference: Batch,
+    candidate: Batch,
+    labels: np.ndarray | None,
+    thresholds: Thresholds,
+    *,
+    classes: Sequence[str] | None = None,
 ) -> FidelityReport:
     """Compare the candidate's outputs with the reference's and apply the thresholds.
 
     Both batches map output names to arrays with the samples on the first axis. Raises
     ``FidelityError`` when an output is missing from either side or the shapes differ,
-    ``DataError`` when the labels fit no output.
+    ``DataError`` when the labels fit no output. ``classes`` (``model.classes``) maps
+    class-name labels to ids and picks the output with one score per class.
     """
     _check_outputs(reference, candidate)
     names = list(reference)
@@ -153,7 +161,7 @@ def evaluate(
     accuracy_output = None
     ref_acc = cand_acc = drop = None
     if labels is not None:
-        accuracy_output, label_ids = _accuracy_output(reference, labels, samples)
+        accuracy_output, label_ids = _accuracy_output(reference, labels, samples, classes)
         ref_acc = _accuracy(reference[accuracy_output], label_ids)
         cand_acc = _accuracy(candidate[accuracy_output], label_ids)
         drop = ref_acc - cand_acc
@@ -187,6 +195,8 @@ def run_fidelity(
     labels: np.ndarray | None,
     thresholds: Thresholds,
     batch_size: int = 64,
+    *,
+    classes: Sequence[str] | None = None,
 ) -> FidelityReport:
     """Run both models on the same inputs, ``batch_size`` samples at a time, and evaluate.
 
@@ -208,7 +218,7 @@ def run_fidelity(
         feed = {name: array[start:stop] for name, array in dataset_inputs.items()}
         reference_chunks.append(_run("reference", reference_predict, feed, start, stop))
         candidate_chunks.append(_run("candidate", candidate_predict, feed, start, stop))
-    return evaluate(_concat(reference_chunks), _concat(candidate_chunks), labels, thresholds)
+    return evaluate(_concat(reference_chunks), _concat(candidate_chunks), labels, thresholds, classes=classes)
 
 
 # -- metrics --------------------------------------------------------------------------
@@ -259,8 +269,14 @@ def _accuracy(scores: np.ndarray, label_ids: np.ndarray) -> float:
     return float(np.mean(np.argmax(np.asarray(scores, dtype=np.float64), axis=1) == label_ids))
 
 
-def _accuracy_output(reference: Batch, labels: np.ndarray, samples: int) -> tuple[str, np.ndarray]:
+def _accuracy_output(
+    reference: Batch, labels: np.ndarray, samples: int, classes: Sequence[str] | None = None
+) -> tuple[str, np.ndarray]:
     labels = np.asarray(labels)
+    if labels.dtype.kind in "US":
+        from .data import label_ids as names_to_ids
+
+        labels = names_to_ids(labels, classes, "validation labels")
     if labels.ndim == 2 and labels.shape[1] > 1:  # one-hot
         label_ids = np.argmax(labels, axis=1)
     elif labels.ndim == 2 and labels.shape[1] == 1:
@@ -278,6 +294,12 @@ def _accuracy_output(reference: Batch, labels: np.ndarray, samples: int) -> tupl
     low, high = int(label_ids.min()), int(label_ids.max())
     if low < 0:
         raise DataError(f"labels must be class ids >= 0, found {low}")
+    if classes is not None:
+        # The output with exactly one score per named class is the classifier's.
+        for name, array in reference.items():
+            array = np.asarray(array)
+            if _looks_like_classes(array) and array.shape[1] == len(classes) > high:
+                return name, label_ids
     for name, array in reference.items():
         array = np.asarray(array)
         if _looks_like_classes(array) and array.shape[1] > high:

@@ -118,7 +118,13 @@ def measure_original(project_dir: Path, runs: int) -> ReportRow:
     if spec is None:
         raise ConfigError("the project has no validation or calibration data to time the original model with")
     field_name = "validation" if pf.validation is not None else "calibration"
-    data = load_dataset(spec, project.root, source.artifact.signature, f"{project.config_path}: {field_name}")
+    data = load_dataset(
+        spec,
+        project.root,
+        source.artifact.signature,
+        f"{project.config_path}: {field_name}",
+        classes=project.classes,
+    )
     sample = {k: v[:1] for k, v in data.inputs.items()}
     p50, p99 = time_predict(source.predict, sample, runs)
     path = project.model_path

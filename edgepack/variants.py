@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from .build_inputs import BuildInputs
+from .config import Project, Thresholds, merge_thresholds
 from .errors import ConfigError, DataError, EdgepackError, FidelityError
 from .host_run import artifact_predictor, first_sample, predict_batched
 from .model.base import Batch, ModelArtifact
@@ -35,36 +34,29 @@ class Chosen:
     precision: dict[str, Any]
 
 
-def target_thresholds(shared: BuildInputs, profile: TargetProfile) -> Any:
+def target_thresholds(project: Project, profile: TargetProfile) -> Thresholds:
     """The project's thresholds with the target's own merged over them."""
-    from .config import Thresholds
-
-    spec = shared.project.file.validation
-    base = spec.thresholds if spec is not None else Thresholds()
+    base = project.file.validation.thresholds if project.file.validation is not None else Thresholds()
     if not profile.thresholds:
         return base
-    try:
-        return Thresholds.model_validate({**base.model_dump(), **profile.thresholds})
-    except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(
-            err["msg"],
-            where=f"{shared.project.config_path}: targets.{profile.name}.overrides.thresholds.{field}",
-        ) from e
+    where = f"{project.config_path}: targets.{profile.name}.overrides.thresholds"
+    return merge_thresholds(base, profile.thresholds, where)
 
 
 def choose_variant(shared: BuildInputs, profile: TargetProfile) -> Chosen:
     """Try the profile's variants in order; the first that passes the gate ships."""
     from .fidelity import evaluate
 
-    thresholds = target_thresholds(shared, profile)
+    thresholds = target_thresholds(shared.project, profile)
     validation, reference = shared.validation, shared.reference_outputs
 
     def gate(candidate: ModelArtifact) -> Any:
         assert validation is not None and reference is not None
         predict = artifact_predictor(profile.backend, candidate, profile.runtime_settings).predict
-        return evaluate(reference, predict_batched(predict, validation.inputs), validation.labels, thresholds)
+        candidate_outputs = predict_batched(predict, validation.inputs)
+        return evaluate(
+            reference, candidate_outputs, validation.labels, thresholds, classes=shared.project.classes
+        )
 
     has_gate = validation is not None and reference is not None
     attempts: list[dict[str, Any]] = []

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from edgepack.config import load_project, parse_project_file, version_key
+from edgepack.config import (
+    CalibrationSpec,
+    Thresholds,
+    load_project,
+    merge_thresholds,
+    parse_project_file,
+    version_key,
+)
 from edgepack.errors import EXIT_BAD_INPUT, ConfigError
 
 VALID = {
@@ -110,3 +118,89 @@ def test_version_order() -> None:
     assert version_key("1.10.0") > version_key("1.9.0")
     assert version_key("2") > version_key("1.99.99")
     assert version_key("1.0") == version_key("1.0.0")
+
+
+# -- model.classes --------------------------------------------------------------------
+
+
+def test_classes_are_exposed_on_the_project(sample_project: Path) -> None:
+    config = sample_project / "edgepack.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["model"]["classes"] = [f"digit-{i}" for i in range(10)]
+    config.write_text(yaml.safe_dump(data))
+    project = load_project(sample_project)
+    assert project.classes == tuple(f"digit-{i}" for i in range(10))
+
+
+def test_no_classes_by_default(sample_dir: Path) -> None:
+    assert load_project(sample_dir).classes is None
+
+
+@pytest.mark.parametrize(
+    ("classes", "message"),
+    [
+        ([], "at least 1"),
+        (["cat", "dog", "cat"], "class names must be unique: 'cat' repeated"),
+        (["cat", " "], "must not be empty"),
+        ("cat", "valid list"),
+    ],
+)
+def test_bad_classes(classes: object, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_project_file(_with(model={"path": "m.keras", "classes": classes}), "edgepack.yaml")
+    assert info.value.hint().startswith("edgepack.yaml: model.classes")
+    assert message in info.value.hint()
+
+
+# -- calibration.allow_constant -------------------------------------------------------
+
+
+def test_allow_constant_is_a_calibration_field() -> None:
+    pf = parse_project_file(_with(calibration={"path": "c.npz", "allow_constant": True}), "edgepack.yaml")
+    assert isinstance(pf.calibration, CalibrationSpec)
+    assert pf.calibration.allow_constant is True
+    default = parse_project_file(_with(calibration={"path": "c.npz"}), "edgepack.yaml")
+    assert default.calibration is not None and default.calibration.allow_constant is False
+
+
+def test_allow_constant_is_refused_under_validation() -> None:
+    with pytest.raises(ConfigError, match=r"^edgepack.yaml: validation.allow_constant: unknown field$"):
+        parse_project_file(_with(validation={"path": "v.npz", "allow_constant": True}), "edgepack.yaml")
+
+
+# -- merge_thresholds -----------------------------------------------------------------
+
+TW = "edgepack.yaml: targets.rpi-tflite.overrides.thresholds"
+
+
+def test_merge_thresholds_replaces_only_what_is_given() -> None:
+    base = Thresholds(min_top1_agreement=0.99, max_abs_error=0.5)
+    merged = merge_thresholds(base, {"min_top1_agreement": 0.95, "max_accuracy_drop": None}, TW)
+    assert merged.min_top1_agreement == 0.95
+    assert merged.max_accuracy_drop is None  # null turns a threshold off
+    assert merged.max_abs_error == 0.5
+    assert merged.min_cosine_similarity == base.min_cosine_similarity
+    assert base.min_top1_agreement == 0.99  # the project's own are untouched
+    assert merge_thresholds(base, {}, TW) == base
+
+
+@pytest.mark.parametrize(
+    ("override", "where", "message"),
+    [
+        ({"min_top1_agreement": 1.5}, f"{TW}.min_top1_agreement", "less than or equal to 1"),
+        ({"max_abs_error": "big"}, f"{TW}.max_abs_error", "valid number"),
+        (
+            {"min_top1_agrement": 0.9},
+            f"{TW}.min_top1_agrement",
+            "unknown field; did you mean 'min_top1_agreement'?",
+        ),
+        ([0.9], TW, "expected a mapping of thresholds"),
+    ],
+)
+def test_merge_thresholds_names_the_bad_field(override: Any, where: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        merge_thresholds(Thresholds(), override, TW)
+    hint = info.value.hint()
+    assert hint.startswith(f"{where}: "), hint
+    assert message in hint
+    assert info.value.exit_code == EXIT_BAD_INPUT

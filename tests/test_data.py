@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepack.config import DataSpec
+from edgepack.config import CalibrationSpec, DataSpec
 from edgepack.data import Dataset, load_dataset
 from edgepack.errors import EXIT_BAD_INPUT, DataError
 from edgepack.runtime.signature import IOSignature, TensorSpec
@@ -444,3 +444,214 @@ def test_dataset_size_defaults_to_the_arrays() -> None:
         Dataset(inputs={"image": images(3)}, labels=np.arange(2), digest="0" * 64)
     with pytest.raises(ValueError):
         next(ds.batches(0))
+
+
+# -- constant calibration data --------------------------------------------------------
+
+
+def calibration(tmp_path: Path, signature: IOSignature = DIGITS, **spec: object) -> Dataset:
+    return load_dataset(CalibrationSpec.model_validate(spec), tmp_path, signature, WHERE)
+
+
+def constant_error(tmp_path: Path, signature: IOSignature = DIGITS, **spec: object) -> str:
+    with pytest.raises(DataError) as info:
+        calibration(tmp_path, signature, **spec)
+    err = info.value
+    assert err.exit_code == EXIT_BAD_INPUT
+    hint = err.hint()
+    assert "\n" not in hint
+    assert hint.startswith(f"{WHERE}: {tmp_path / 'c.npz'}: "), hint
+    assert "calibration.allow_constant: true" in hint
+    return hint
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5, -3.0])
+def test_constant_calibration_is_refused_with_its_statistics(tmp_path: Path, value: float) -> None:
+    save_npz(tmp_path / "c.npz", image=np.full((200, 8, 8, 1), value, dtype=np.float32))
+    hint = constant_error(tmp_path, path="c.npz")
+    assert f"input 'image' is constant (min {value:.4g}, max {value:.4g}, std 0, samples 200)" in hint
+
+
+def test_identical_samples_are_refused(tmp_path: Path) -> None:
+    one = images(1)
+    save_npz(tmp_path / "c.npz", image=np.repeat(one, 50, axis=0))
+    hint = constant_error(tmp_path, path="c.npz")
+    assert "input 'image' holds 50 identical samples" in hint
+    assert f"min {float(one.min()):.4g}, max {float(one.max()):.4g}" in hint
+    assert "samples 50" in hint
+
+
+def test_nearly_identical_samples_are_refused(tmp_path: Path) -> None:
+    noise = np.random.default_rng(5).normal(0, 1e-6, (50, 8, 8, 1)).astype(np.float32)
+    save_npz(tmp_path / "c.npz", image=np.repeat(images(1), 50, axis=0) + noise)
+    assert "holds 50 nearly identical samples" in constant_error(tmp_path, path="c.npz")
+
+
+def test_near_constant_value_is_refused(tmp_path: Path) -> None:
+    data = np.full((20, 8, 8, 1), 1000.0, dtype=np.float32)
+    data[0, 0, 0, 0] += 5e-4  # float32 rounding noise at this magnitude, not information
+    assert data.max() > data.min()
+    save_npz(tmp_path / "c.npz", image=data)
+    assert "input 'image' is constant" in constant_error(tmp_path, path="c.npz")
+
+
+def test_allow_constant_accepts_it(tmp_path: Path) -> None:
+    save_npz(tmp_path / "c.npz", image=np.zeros((200, 8, 8, 1), dtype=np.float32))
+    ds = calibration(tmp_path, path="c.npz", allow_constant=True)
+    assert ds.size == 200
+
+
+def test_representative_calibration_passes(sample_dir: Path) -> None:
+    ds = load_dataset(CalibrationSpec(path="data/calibration.npz"), sample_dir, DIGITS, WHERE)
+    assert ds.size == 200
+
+
+def test_constant_is_checked_on_the_samples_used(tmp_path: Path) -> None:
+    data = np.concatenate([np.zeros((10, 8, 8, 1), np.float32), images(10)])
+    save_npz(tmp_path / "c.npz", image=data)
+    assert calibration(tmp_path, path="c.npz").size == 20
+    assert "samples 10" in constant_error(tmp_path, path="c.npz", samples=10)
+
+
+def test_one_constant_input_of_several_is_named(tmp_path: Path) -> None:
+    arrays = multi(30)
+    arrays["meta"] = np.ones((30, 3), np.float32)
+    save_npz(tmp_path / "c.npz", **arrays)
+    hint = constant_error(tmp_path, MULTI, path="c.npz")
+    assert "input 'meta' is constant (min 1, max 1, std 0, samples 30)" in hint
+
+
+def test_integer_inputs_are_not_checked(tmp_path: Path) -> None:
+    signature = IOSignature(
+        inputs=(TensorSpec("ids", "int64", (None, 4)), TensorSpec("mask", "int64", (None, 4))),
+        outputs=(TensorSpec("scores", "float32", (None, 2)),),
+    )
+    ids = np.random.default_rng(0).integers(0, 100, (16, 4))
+    save_npz(tmp_path / "c.npz", ids=ids, mask=np.ones((16, 4), np.int64))  # a mask of ones is ordinary
+    assert calibration(tmp_path, signature, path="c.npz").size == 16
+
+
+def test_a_single_sample_is_not_called_identical(tmp_path: Path) -> None:
+    save_npz(tmp_path / "c.npz", image=images(1))
+    assert calibration(tmp_path, path="c.npz").size == 1
+
+
+def test_constant_generator_is_refused(tmp_path: Path) -> None:
+    write_module(
+        tmp_path,
+        "flat_gen",
+        """
+        import numpy as np
+
+        def batches():
+            for _ in range(4):
+                yield np.zeros((8, 8, 8, 1), np.float32)
+        """,
+    )
+    with pytest.raises(DataError) as info:
+        calibration(tmp_path, generator="flat_gen:batches")
+    hint = info.value.hint()
+    assert hint.startswith(f"{WHERE}: generator flat_gen:batches: input 'image' is constant"), hint
+    assert "samples 32" in hint
+
+
+def test_validation_data_is_not_checked_for_constants(tmp_path: Path) -> None:
+    save_npz(tmp_path / "v.npz", image=np.zeros((5, 8, 8, 1), np.float32))
+    assert load(tmp_path, path="v.npz").size == 5
+
+
+# -- labels as class names ------------------------------------------------------------
+
+LABELS = "edgepack.yaml: validation.labels"
+CLASSES = [f"digit-{i}" for i in range(10)]
+
+
+def validation(tmp_path: Path, classes: list[str] | None, labels: np.ndarray) -> Dataset:
+    save_npz(tmp_path / "v.npz", image=images(len(labels)), labels=labels)
+    spec = DataSpec(path="v.npz", labels="labels")
+    return load_dataset(spec, tmp_path, DIGITS, "edgepack.yaml: validation", classes=classes)
+
+
+def label_error(tmp_path: Path, classes: list[str] | None, labels: np.ndarray) -> str:
+    with pytest.raises(DataError) as info:
+        validation(tmp_path, classes, labels)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    hint = info.value.hint()
+    assert "\n" not in hint
+    assert hint.startswith(f"{LABELS}: "), hint
+    return hint
+
+
+def test_class_name_labels_map_to_ids(tmp_path: Path) -> None:
+    names = np.array(["digit-3", "digit-0", "digit-9", "digit-3"])
+    ds = validation(tmp_path, CLASSES, names)
+    assert ds.labels is not None
+    assert ds.labels.dtype == np.int64
+    assert ds.labels.tolist() == [3, 0, 9, 3]
+    assert ds.digest == hashlib.sha256((tmp_path / "v.npz").read_bytes()).hexdigest()
+
+
+def test_byte_string_labels_and_a_column_of_names(tmp_path: Path) -> None:
+    ds = validation(tmp_path, CLASSES, np.array([[b"digit-1"], [b"digit-2"]]))
+    assert ds.labels is not None and ds.labels.tolist() == [1, 2]
+
+
+def test_labels_keep_their_ids_when_classes_are_given(tmp_path: Path) -> None:
+    ds = validation(tmp_path, CLASSES, np.array([0, 9, 4]))
+    assert ds.labels is not None and ds.labels.tolist() == [0, 9, 4]
+
+
+def test_unknown_class_name_is_refused(tmp_path: Path) -> None:
+    hint = label_error(tmp_path, CLASSES, np.array(["digit-1", "digit-ten", "digit-2"]))
+    assert "label 'digit-ten' is not a class in model.classes (digit-0, digit-1" in hint
+
+
+def test_several_unknown_names_are_listed(tmp_path: Path) -> None:
+    hint = label_error(tmp_path, CLASSES, np.array(["cat", "dog", "cat"]))
+    assert "labels 'cat', 'dog' are not classes in model.classes" in hint
+
+
+def test_names_without_classes_are_refused(tmp_path: Path) -> None:
+    hint = label_error(tmp_path, None, np.array(["digit-1", "digit-2"]))
+    assert "labels are class names ('digit-1', 'digit-2', ...) but the config lists no model.classes" in hint
+
+
+def test_class_id_outside_the_classes_is_refused(tmp_path: Path) -> None:
+    hint = label_error(tmp_path, CLASSES[:5], np.array([0, 7, 1]))
+    assert "label 7 is not a class id of model.classes (0..4)" in hint
+
+
+def test_one_hot_width_must_match_the_classes(tmp_path: Path) -> None:
+    hint = label_error(tmp_path, CLASSES[:5], np.eye(10, dtype=np.float32)[[1, 2]])
+    assert "one-hot labels have 10 columns but model.classes lists 5 classes" in hint
+
+
+def test_classes_must_fit_an_output(tmp_path: Path) -> None:
+    hint = label_error(tmp_path, ["a", "b", "c"], np.array(["a", "b"]))
+    assert (
+        "model.classes lists 3 classes but no model output has 3 class scores (probabilities (None, 10))"
+        in hint
+    )
+
+
+def test_fidelity_takes_class_name_labels_and_picks_the_classes_output() -> None:
+    from edgepack.config import Thresholds
+    from edgepack.fidelity import evaluate
+
+    scores = np.eye(3, dtype=np.float32)[[0, 1, 2, 1]]
+    other = np.tile(np.eye(5, dtype=np.float32)[4], (4, 1))  # 5 scores: fits the ids too, but wrong
+    reference = {"other": other, "scores": scores}
+    names = np.array(["cat", "dog", "emu", "dog"])
+    report = evaluate(reference, reference, names, Thresholds(), classes=["cat", "dog", "emu"])
+    assert report.accuracy_output == "scores"
+    assert report.metrics.reference_accuracy == 1.0
+    with pytest.raises(DataError, match="label 'yak' is not a class"):
+        evaluate(
+            reference,
+            reference,
+            np.array(["cat", "dog", "yak", "dog"]),
+            Thresholds(),
+            classes=["cat", "dog", "emu"],
+        )
+    with pytest.raises(DataError, match="no model.classes"):
+        evaluate(reference, reference, names, Thresholds())

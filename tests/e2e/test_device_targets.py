@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from edgepack.build import BuildResult, build
+from edgepack.runtime.sample import read_sample
 from edgepack.signing.keys import generate_keypair, load_public_keys
 from edgepack.signing.verify import verify_artifact
 
@@ -122,7 +123,8 @@ def test_openvino_bundle_runs_on_this_host(devices: Built, tmp_path: Path) -> No
     assert health.returncode == 0, health.stdout + health.stderr
     assert json.loads(health.stdout.splitlines()[-1])["ok"] is True
 
-    request = json.dumps({"inputs": _manifest(devices.bundle("intel-openvino"))["sample"]["inputs"]})
+    sample_inputs, _ = read_sample(root, _manifest(devices.bundle("intel-openvino"))["sample"])
+    request = json.dumps({"inputs": {k: v.tolist() for k, v in sample_inputs.items()}})
     answer = subprocess.run(
         [*run, "predict", "-"], input=request, capture_output=True, text=True, env=env, cwd=root, timeout=120
     )
@@ -143,9 +145,17 @@ def test_openvino_bundle_runs_on_this_host(devices: Built, tmp_path: Path) -> No
 
 
 def test_constant_calibration_is_caught_and_the_fallback_ships(sample_dir: Path, tmp_path: Path) -> None:
+    """Constant calibration data is refused unless the config allows it; allowed, int8
+    calibrated on it fails the gate and the chain falls back."""
     project = _project(sample_dir, tmp_path / "digits")
     calibration = np.load(project / "data" / "calibration.npz")["image"]
     np.savez(project / "data" / "calibration.npz", image=np.full_like(calibration, 0.5))
+    refused = build_refusal(project, tmp_path / "refused")
+    assert refused.exit_code == 2 and "calibration" in refused.hint()
+    config = project / "edgepack.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["calibration"]["allow_constant"] = True
+    config.write_text(yaml.safe_dump(data))
     result = build(project, tmp_path / "dist", ["jetson-trt"], epoch=EPOCH)
     assert result.ok, result.results[0].error
     shipped = result.results[0]
@@ -155,6 +165,13 @@ def test_constant_calibration_is_caught_and_the_fallback_ships(sample_dir: Path,
     m = _manifest(tmp_path / "dist" / "digits-1.0.0-jetson-trt.bundle.tar.gz")
     assert m["model"]["variant"] == "fp16"
     assert [a["variant"] for a in m["fidelity"]["attempts"]] == ["int8", "fp16"]
+
+
+def build_refusal(project: Path, out: Path) -> Any:
+    with pytest.raises(Exception) as caught:
+        build(project, out, ["jetson-trt"], epoch=EPOCH)
+    assert not out.exists()
+    return caught.value
 
 
 def test_a_failing_target_leaves_the_others_and_nothing_of_its_own(sample_dir: Path, tmp_path: Path) -> None:

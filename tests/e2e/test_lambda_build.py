@@ -103,7 +103,12 @@ def test_manifest_records_what_shipped(built: Built) -> None:
     assert m["runtime"]["trimmed"], "the profile's trim rules removed nothing"
     assert m["hooks"] == "edgepack_user_hooks"
     assert m["build"]["source_date_epoch"] == EPOCH
-    assert set(m["sample"]["inputs"]) == {"image"}
+    assert m["sample"]["inputs"] == ["image"]
+    assert m["sample"]["file"] == "sample.npz"
+    # The health-check sample lives beside the manifest, not inside it (init never parses it).
+    assert len(json.dumps(m)) < 64_000
+    assert m["model"]["source"]["plan"] == "default"
+    assert m["model"]["details"]["ops"]["quantized_ops"] > 0
     assert _manifest(built.artifact(ARM))["target"]["arch"] == "aarch64"
 
 

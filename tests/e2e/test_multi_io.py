@@ -62,8 +62,8 @@ def test_manifest_keeps_names_and_order(multi_io_artifact: Path) -> None:
     assert [t["name"] for t in signature["inputs"]] == ["pixels", "meta"]
     assert [t["name"] for t in signature["outputs"]] == ["class_probs", "score"]
     assert [t["shape"] for t in signature["inputs"]] == [[None, 4, 4, 1], [None, 3]]
-    assert set(manifest["sample"]["inputs"]) == {"pixels", "meta"}
-    assert list(manifest["sample"]["outputs"]) == ["class_probs", "score"]
+    assert manifest["sample"]["inputs"] == ["pixels", "meta"]
+    assert manifest["sample"]["outputs"] == ["class_probs", "score"]
 
 
 def test_invoked_artifact_answers_by_name_in_order(
