@@ -121,7 +121,6 @@ def build(
     from .packaging.archive import source_date_epoch
     from .signing.keys import load_signer
 
-    out.mkdir(parents=True, exist_ok=True)
     cache = cache or BuildCache.default()
     epoch = source_date_epoch() if epoch is None else epoch
     signer = _signer(project, key_path, load_signer)
@@ -142,6 +141,8 @@ def build(
         say(f"running the original model on {validation.size} validation samples")
         reference = predict_batched(source.predict, validation.inputs)
 
+    # Made only now: a build refused for its config, model or data leaves no directory behind.
+    out.mkdir(parents=True, exist_ok=True)
     shared = BuildInputs(
         project=project,
         source=source,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -99,12 +100,15 @@ def canonicalize_names(proto: Any) -> None:
     graph.initializer.extend(copies)
 
 
-def _canonicalize_file(path: Path) -> None:
+def _canonicalize_file(path: Path) -> dict[str, str]:
+    """Canonicalize a model file in place; returns old node name -> new node name."""
     import onnx
 
     proto = onnx.load(str(path))
+    before = [n.name for n in proto.graph.node]
     canonicalize_names(proto)
     onnx.save(proto, str(path))
+    return {old: n.name for old, n in zip(before, proto.graph.node, strict=True) if old}
 
 
 def unknown_ops(proto: Any) -> list[str]:
@@ -318,10 +322,10 @@ class OnnxQuantizeConfig(PassConfig):
         default=False,
         description="7-bit weights: avoids int16 overflow in VPMADDUBSW on x86 CPUs without VNNI",
     )
-    op_types_to_quantize: list[str] = Field(
+    op_types_to_quantize: Annotated[list[str], Field(min_length=1)] | Literal["all"] = Field(
         default_factory=lambda: ["Conv", "MatMul", "Gemm"],
-        min_length=1,
-        description="operator types to quantize; int8 over every op can destroy accuracy",
+        description="operator types to quantize, or 'all' (every op type ONNX Runtime can quantize "
+        "in this mode); int8 over every op can destroy accuracy",
     )
     calibrate_method: Literal["MinMax", "Entropy", "Percentile"] = Field(
         default="MinMax", description="how static mode turns calibration ranges into scales"
@@ -336,6 +340,17 @@ class OnnxQuantizeConfig(PassConfig):
     preprocess: bool = Field(
         default=True, description="run ORT quant_pre_process (shape inference + graph optimisation) first"
     )
+    accuracy_control: bool = Field(
+        default=False,
+        description="when full int8 fails the fidelity gate, keep the nodes int8 hurts most in float "
+        "(ranked on the validation data), adding one at a time until the gate passes",
+    )
+    max_float_nodes: int = Field(
+        default=8,
+        ge=0,
+        description="accuracy_control: at most this many nodes stay float; past it the pass fails "
+        "and the build tries its next variant",
+    )
 
 
 def to_quantize_kwargs(config: OnnxQuantizeConfig) -> dict[str, Any]:
@@ -343,7 +358,10 @@ def to_quantize_kwargs(config: OnnxQuantizeConfig) -> dict[str, Any]:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
     kwargs: dict[str, Any] = {
-        "op_types_to_quantize": list(config.op_types_to_quantize),
+        # None is ORT's own "every op type this mode can quantize".
+        "op_types_to_quantize": None
+        if config.op_types_to_quantize == "all"
+        else list(config.op_types_to_quantize),
         "per_channel": config.per_channel,
         "reduce_range": config.reduce_range,
         "weight_type": QuantType[config.weight_type],
@@ -400,6 +418,108 @@ def calibration_reader(
     return _Reader()
 
 
+class NodeQuantizer:
+    """Runs ONNX Runtime's quantizer on one (pre-processed) model as often as accuracy control
+    needs: the whole model, one node alone, or all but some nodes.
+
+    Static mode calibrates once: the first run saves the calibrated ranges (ORT's
+    ``calibration_cache_path``, present in onnxruntime 1.32) and later runs reuse them, so every
+    candidate is quantized with the same scales and costs no calibration pass. An older
+    onnxruntime without it calibrates again on each run (same data, same ranges, only slower).
+    """
+
+    def __init__(
+        self,
+        model: ModelArtifact,
+        source: Path,
+        config: OnnxQuantizeConfig,
+        ctx: PassContext,
+        quantize_dynamic: Any,
+        quantize_static: Any,
+    ) -> None:
+        self.model = model
+        self.source = source  # the model ORT quantizes (pre-processed when that worked)
+        self.config = config
+        self.ctx = ctx
+        self._dynamic = quantize_dynamic
+        self._static = quantize_static
+        self._kwargs = to_quantize_kwargs(config)
+        self._cache: Path | None = None
+        if (
+            config.mode == "static"
+            and "calibration_cache_path" in inspect.signature(quantize_static).parameters
+        ):
+            self._cache = ctx.work_dir / "calibration-ranges.json"
+        self.calibration_samples = 0
+
+    def candidates(self) -> list[tuple[str, str]]:
+        """(name, op type) of every node the config quantizes, in graph order."""
+        import onnx
+
+        types = quantizable_op_types(self.config)
+        proto = onnx.load(str(self.source), load_external_data=False)
+        return [(n.name, n.op_type) for n in proto.graph.node if n.name and n.op_type in types]
+
+    def write(
+        self, out: Path, *, only: Sequence[str] | None = None, exclude: Sequence[str] = ()
+    ) -> dict[str, str]:
+        """Quantize into ``out`` (canonical names); returns source node name -> name in ``out``."""
+        kwargs = dict(self._kwargs)
+        if only is not None:
+            kwargs["nodes_to_quantize"] = list(only)
+        if exclude:
+            kwargs["nodes_to_exclude"] = list(exclude)
+        try:
+            if self.config.mode == "dynamic":
+                self._dynamic(self.source, out, **kwargs)
+            elif self._cache is not None and self._cache.is_file():
+                self._static(self.source, out, None, calibration_cache_path=self._cache, **kwargs)
+            else:
+                if self._cache is not None:
+                    kwargs["calibration_cache_path"] = self._cache
+                self._static(self.source, out, self._reader(), **kwargs)
+        except (DataError, ModelError, PassError):
+            raise
+        except Exception as e:
+            op = op_from_ort_error(str(e))
+            raise converter_error(e, op, self.ctx.target, "ONNX Runtime quantization") from e
+        return _canonicalize_file(out)
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.unlink(missing_ok=True)
+
+    def _reader(self) -> Any:
+        assert self.ctx.calibration is not None
+        native_in, _ = _native_io(self.model)
+        batches = self.ctx.calibration
+
+        def counted() -> Iterator[Batch]:
+            self.calibration_samples = 0
+            for batch in batches():
+                self.calibration_samples += len(next(iter(batch.values()))) if batch else 0
+                yield batch
+
+        return calibration_reader(
+            counted,
+            self.model.signature.input_names,
+            native_in,
+            _onnx_input_dtypes(self.source),
+            self.config.calibration_batch_size,
+        )
+
+
+def quantizable_op_types(config: OnnxQuantizeConfig) -> frozenset[str]:
+    """The op types ``config`` quantizes: its list, or for "all" ORT's registry for the mode."""
+    if config.op_types_to_quantize != "all":
+        return frozenset(config.op_types_to_quantize)
+    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
+
+    if config.mode == "dynamic":
+        return frozenset(IntegerOpsRegistry)
+    return frozenset(QLinearOpsRegistry) | frozenset(QDQRegistry)
+
+
 class OnnxQuantize(Pass):
     """ONNX Runtime int8 quantization: dynamic, or static in QDQ format with calibration."""
 
@@ -435,6 +555,10 @@ class OnnxQuantize(Pass):
         with contextlib.chdir(ctx.work_dir):
             return self._quantize(model, config, ctx, quantize_dynamic, quantize_static, started)
 
+    def requires_validation(self, config: PassConfig) -> bool:
+        assert isinstance(config, OnnxQuantizeConfig)
+        return config.accuracy_control
+
     def _quantize(
         self,
         model: ModelArtifact,
@@ -444,63 +568,58 @@ class OnnxQuantize(Pass):
         quantize_static: Any,
         started: float,
     ) -> ModelArtifact:
+        if config.accuracy_control and (ctx.gate is None or ctx.validation is None):
+            raise DataError(
+                f"target {ctx.target}: onnx-quantize accuracy_control needs validation data "
+                "(set validation: in edgepack.yaml)"
+            )
         source, preprocess_note = self._preprocess(model.path, config, ctx)
         out = ctx.work_dir / ONNX_FILE
-        kwargs = to_quantize_kwargs(config)
         ctx.progress(f"quantizing {model.path.name} (ONNX Runtime {config.mode} int8)")
+        quantizer = NodeQuantizer(model, source, config, ctx, quantize_dynamic, quantize_static)
         try:
-            if config.mode == "dynamic":
-                quantize_dynamic(source, out, **kwargs)
-            else:
-                assert ctx.calibration is not None
-                native_in, _ = _native_io(model)
-                reader = calibration_reader(
-                    ctx.calibration,
-                    model.signature.input_names,
-                    native_in,
-                    _onnx_input_dtypes(source),
-                    config.calibration_batch_size,
+            quantizer.write(out)
+            details: dict[str, Any] = {
+                "quantization": {
+                    "tool": "onnxruntime",
+                    "mode": config.mode,
+                    "format": "QDQ" if config.mode == "static" else "QOperator",
+                    "per_channel": config.per_channel,
+                    "reduce_range": config.reduce_range,
+                    "op_types": config.op_types_to_quantize
+                    if isinstance(config.op_types_to_quantize, str)
+                    else list(config.op_types_to_quantize),
+                    "weight_type": config.weight_type,
+                },
+                "preprocess": preprocess_note,
+                "size_bytes_before": _file_size(model.path),
+            }
+            if config.mode == "static":
+                details["quantization"].update(
+                    activation_type=config.activation_type,
+                    activation_symmetric=config.activation_symmetric,
+                    calibrate_method=config.calibrate_method,
+                    calibration_samples=quantizer.calibration_samples,
                 )
-                quantize_static(source, out, reader, **kwargs)
-        except (DataError, ModelError, PassError):
-            raise
-        except Exception as e:
-            op = op_from_ort_error(str(e))
-            raise converter_error(e, op, ctx.target, "ONNX Runtime quantization") from e
+            result = ModelArtifact(
+                path=out,
+                format="onnx",
+                signature=model.signature,
+                precision="int8" if config.mode == "static" else "dynamic",
+                native_inputs=model.native_inputs,
+                native_outputs=model.native_outputs,
+                details={**_carried(model.details), **details},
+            )
+            if config.accuracy_control:
+                from .onnx_mixed import keep_sensitive_nodes_in_float
+
+                result = keep_sensitive_nodes_in_float(result, model, quantizer, config, ctx)
         finally:
+            quantizer.close()
             if source != model.path:
                 source.unlink(missing_ok=True)
-        _canonicalize_file(out)
-
-        details: dict[str, Any] = {
-            "quantization": {
-                "tool": "onnxruntime",
-                "mode": config.mode,
-                "format": "QDQ" if config.mode == "static" else "QOperator",
-                "per_channel": config.per_channel,
-                "reduce_range": config.reduce_range,
-                "op_types": list(config.op_types_to_quantize),
-                "weight_type": config.weight_type,
-            },
-            "preprocess": preprocess_note,
-            "size_bytes_before": _file_size(model.path),
-            "quantization_seconds": round(time.perf_counter() - started, 3),
-        }
-        if config.mode == "static":
-            details["quantization"].update(
-                activation_type=config.activation_type,
-                activation_symmetric=config.activation_symmetric,
-                calibrate_method=config.calibrate_method,
-            )
-        return ModelArtifact(
-            path=out,
-            format="onnx",
-            signature=model.signature,
-            precision="int8" if config.mode == "static" else "dynamic",
-            native_inputs=model.native_inputs,
-            native_outputs=model.native_outputs,
-            details={**_carried(model.details), **details},
-        )
+        seconds = round(time.perf_counter() - started, 3)
+        return dataclasses.replace(result, details={**result.details, "quantization_seconds": seconds})
 
     @staticmethod
     def _preprocess(path: Path, config: OnnxQuantizeConfig, ctx: PassContext) -> tuple[Path, str]:

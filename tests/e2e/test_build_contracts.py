@@ -232,7 +232,7 @@ def test_json_gate_failure_lists_every_attempt(sample_dir: Path, tmp_path: Path)
     document = json.loads(outcome.stdout)
     (result,) = document["targets"]
     assert result["ok"] is False
-    assert [a["variant"] for a in result["attempts"]] == ["int8", "fp16", "fp32"]
+    assert [a["variant"] for a in result["attempts"]] == ["int8", "int8-mixed", "fp16", "fp32"]
     assert "no variant passed the fidelity gate" in result["error"]
     assert list((tmp_path / "dist").iterdir()) == []
 

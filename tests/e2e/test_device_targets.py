@@ -164,7 +164,7 @@ def test_constant_calibration_is_caught_and_the_fallback_ships(sample_dir: Path,
     assert shipped.attempts[0]["passed"] is False
     m = _manifest(tmp_path / "dist" / "digits-1.0.0-jetson-trt.bundle.tar.gz")
     assert m["model"]["variant"] == "fp16"
-    assert [a["variant"] for a in m["fidelity"]["attempts"]] == ["int8", "fp16"]
+    assert [a["variant"] for a in m["fidelity"]["attempts"]] == ["int8", "int8-mixed", "fp16"]
 
 
 def build_refusal(project: Path, out: Path) -> Any:

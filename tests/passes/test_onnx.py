@@ -411,7 +411,7 @@ def test_jetson_profile_states_its_device_runtime() -> None:
     assert providers == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     trt = profile.runtime_settings["providers"][0]["options"]
     assert trt["trt_engine_cache_enable"] and trt["trt_timing_cache_enable"]
-    assert [v.name for v in profile.variants] == ["int8", "fp16"]
+    assert [v.name for v in profile.variants] == ["int8", "int8-mixed", "fp16", "fp32"]
 
 
 def test_container_profile_runs_on_this_host(onnx_fp32: ModelArtifact) -> None:
