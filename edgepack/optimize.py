@@ -115,6 +115,17 @@ def optimize(
     return load_stored(entry)
 
 
+def needs_validation(variant: Variant, profile: TargetProfile) -> bool:
+    """Whether a variant chooses its float layers by accuracy (and so needs validation data)."""
+    from .passes import get_pass
+
+    for spec in variant.passes:
+        p = get_pass(spec.name)
+        if p.requires_validation(p.parse_config(spec.config, f"target {profile.name}: {variant.name}")):
+            return True
+    return False
+
+
 def check_loads(profile: TargetProfile, model: ModelArtifact, sample: Batch) -> None:
     """Load ``model`` with the target's runtime and run it once, or raise a one-line PassError."""
     try:

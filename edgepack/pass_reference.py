@@ -25,7 +25,10 @@ def _default(field: Any) -> str:
 
 
 def reference_markdown() -> str:
-    rows = ["| pass | takes → makes | option | type | default | meaning |", "| --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| pass | takes → makes | option | type | default | meaning |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for name in known_passes():
         p = get_pass(name)
         flow = f"{', '.join(sorted(p.accepts))} → {p.produces}"

@@ -17,7 +17,7 @@ from .errors import ConfigError, DataError, EdgepackError, FidelityError
 from .host_run import artifact_predictor, first_sample, predict_batched
 from .model.base import Batch, ModelArtifact
 from .model.precision import measure_precision
-from .optimize import optimize
+from .optimize import needs_validation, optimize
 from .passes.converter_errors import first_line
 from .targets import TargetProfile, Variant
 
@@ -62,6 +62,17 @@ def choose_variant(shared: BuildInputs, profile: TargetProfile) -> Chosen:
     attempts: list[dict[str, Any]] = []
     errors: list[EdgepackError] = []
     for variant in profile.variants:
+        if not has_gate and needs_validation(variant, profile):
+            shared.progress(f"[{profile.name}] variant {variant.name} skipped: it needs validation data")
+            attempts.append(
+                {
+                    "variant": variant.name,
+                    "passed": False,
+                    "stage": "skipped",
+                    "failures": ["needs validation data"],
+                }
+            )
+            continue
         shared.progress(f"[{profile.name}] optimizing: variant {variant.name}")
         try:
             optimized = optimize(

@@ -2,11 +2,23 @@
 
 openvino and nncf are imported inside the functions that use them. The NNCF arguments
 are built in one translator (``to_nncf_kwargs``), after optimum-intel's ``to_nncf_dict``.
+
+NNCF logs INFO lines and draws progress bars on stdout, which would corrupt machine-readable
+output (``edgepack build --json``): every NNCF call runs inside ``quiet_nncf``, which sends
+that chatter to stderr and keeps only NNCF's warnings.
+
+``accuracy_control`` (see ``openvino_mixed``): when the int8 IR fails the fidelity gate, NNCF's
+accuracy-controlled quantization reverts the layers that cost agreement to float.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import re
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Literal
@@ -44,6 +56,58 @@ def op_from_openvino_error(message: str) -> str | None:
     """The first operation an OpenVINO conversion error names, if any."""
     m = _OV_OP_RE.search(message)
     return m.group(1) if m else None
+
+
+# Redirecting fd 1 is process-wide: NNCF runs take turns.
+_QUIET_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_nncf() -> Iterator[None]:
+    """Run NNCF with nothing on stdout: its logger at WARNING and writing to stderr, Python's
+    stdout (rich progress bars, prints) and fd 1 (native code) sent to stderr; all restored after."""
+    nncf_logger = logging.getLogger("nncf")
+    saved_level = nncf_logger.level
+    moved: list[tuple[logging.StreamHandler[Any], Any, int]] = []
+    with _QUIET_LOCK:
+        for handler in nncf_logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                moved.append((handler, handler.stream, handler.level))
+        try:
+            nncf_logger.setLevel(logging.WARNING)
+            for handler, _, _ in moved:
+                handler.setLevel(logging.WARNING)
+                handler.setStream(sys.stderr)
+            with contextlib.redirect_stdout(sys.stderr), _stdout_fd_to_stderr():
+                yield
+        finally:
+            nncf_logger.setLevel(saved_level)
+            for handler, stream, level in moved:
+                handler.setStream(stream)
+                handler.setLevel(level)
+
+
+@contextlib.contextmanager
+def _stdout_fd_to_stderr() -> Iterator[None]:
+    for stream in (sys.stdout, sys.__stdout__):
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 (embedded interpreters): nothing to redirect
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 1)
+    finally:
+        os.close(saved)
 
 
 def _set_public_names(ov_model: Any, model: ModelArtifact) -> None:
@@ -147,6 +211,24 @@ class OpenVinoQuantizeConfig(PassConfig):
     target_device: Literal["ANY", "CPU", "GPU", "NPU"] = Field(
         default="ANY", description="hardware the quantization scheme is tuned for"
     )
+    accuracy_control: bool = Field(
+        default=False,
+        description="when the int8 IR fails the fidelity gate, let NNCF's accuracy control revert "
+        "the layers that cost agreement on the validation data to float (needs validation data)",
+    )
+    max_drop: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="accuracy_control: the largest drop in top-1 agreement with the fp32 IR "
+        "(absolute) NNCF may accept; the project's fidelity gate still has the last word",
+    )
+    max_iterations: int = Field(
+        default=8,
+        ge=0,
+        description="accuracy_control: NNCF reverts one group of operations (a layer and those "
+        "sharing its quantizers) per iteration, at most this many; 0 = never revert",
+    )
 
 
 def to_nncf_kwargs(config: OpenVinoQuantizeConfig) -> dict[str, Any]:
@@ -195,6 +277,10 @@ class OpenVinoQuantize(Pass):
     produces: ClassVar[ModelFormat] = "openvino"
     needs_calibration: ClassVar[bool] = True
 
+    def requires_validation(self, config: PassConfig) -> bool:
+        assert isinstance(config, OpenVinoQuantizeConfig)
+        return config.accuracy_control
+
     def run(self, model: ModelArtifact, config: PassConfig, ctx: PassContext) -> ModelArtifact:
         assert isinstance(config, OpenVinoQuantizeConfig)
         if model.format != "openvino":
@@ -204,6 +290,10 @@ class OpenVinoQuantize(Pass):
                 f"target {ctx.target}: openvino-quantize needs calibration data "
                 "(set calibration: in edgepack.yaml)"
             )
+        if config.accuracy_control:
+            from .openvino_mixed import check_gate_inputs
+
+            check_gate_inputs(ctx)
         ov = _import_openvino()
         try:
             import nncf
@@ -227,10 +317,11 @@ class OpenVinoQuantize(Pass):
             return {native: item[public] for public, native in zip(public_in, native_in, strict=True)}
 
         ctx.progress(f"quantizing {model.path.name} with NNCF ({len(items)} calibration samples)")
+        kwargs = to_nncf_kwargs(config)
+        kwargs["subset_size"] = len(items)  # what there is (NNCF warns when asked for more)
         try:
-            kwargs = to_nncf_kwargs(config)
-            kwargs["subset_size"] = len(items)  # what there is (NNCF warns when asked for more)
-            quantized = nncf.quantize(ov_model, nncf.Dataset(items, transform), **kwargs)
+            with quiet_nncf():
+                quantized = nncf.quantize(ov_model, nncf.Dataset(items, transform), **kwargs)
         except (DataError, PassError):
             raise
         except Exception as e:
@@ -238,7 +329,7 @@ class OpenVinoQuantize(Pass):
         out = ctx.work_dir / IR_FILE
         # int8 weights are stored as int8 either way; keep the rest (scales, biases) exact.
         ov.save_model(quantized, str(out), compress_to_fp16=False)
-        return ModelArtifact(
+        result = ModelArtifact(
             path=out,
             format="openvino",
             signature=model.signature,
@@ -259,3 +350,117 @@ class OpenVinoQuantize(Pass):
                 "quantization_seconds": round(time.perf_counter() - started, 3),
             },
         )
+        if not config.accuracy_control:
+            return result
+        return _with_accuracy_control(
+            result, quantized, model, config, ctx, nncf.Dataset(items, transform), transform, kwargs
+        )
+
+
+def _with_accuracy_control(
+    full: ModelArtifact,
+    full_model: Any,
+    source: ModelArtifact,
+    config: OpenVinoQuantizeConfig,
+    ctx: PassContext,
+    calibration: Any,
+    transform: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    kwargs: dict[str, Any],
+) -> ModelArtifact:
+    """``full`` if it passes the gate; else NNCF's accuracy-controlled int8 if that passes;
+    else a one-line ``PassError`` with the agreement each reached."""
+    import nncf
+
+    from . import openvino_mixed as mixed
+
+    ov = _import_openvino()
+    validation, gate = mixed.check_gate_inputs(ctx)
+    started = time.perf_counter()
+    ctx.progress("checking the int8 IR against the fidelity gate")
+    full_summary = mixed.gate_summary(gate(full))
+    record: dict[str, Any] = {
+        "accuracy_control": True,
+        "max_drop": config.max_drop,
+        "max_iterations": config.max_iterations,
+        "metric": "top-1 agreement with the fp32 IR per validation sample "
+        "(cosine for non-class outputs), in f32",
+        "full_int8": {k: v for k, v in full_summary.items() if k != "text"},
+        "fake_quantize": {"full_int8": mixed.fake_quantize_count(full_model)},
+    }
+    if full_summary["passed"]:
+        record.update(float_layers=[], result=record["full_int8"])
+        return _replace_quantization(full, record)
+    if config.max_iterations == 0:
+        raise mixed.too_inaccurate(ctx.target, "int8 (max_iterations 0)", full_summary, None)
+
+    ov_model = ov.Core().read_model(str(source.path))
+    public_in = source.signature.input_names
+    dtypes = {n: p.get_element_type().to_dtype() for n, p in zip(public_in, ov_model.inputs, strict=False)}
+    samples = mixed.validation_samples(validation(), public_in, dtypes)
+    ctx.progress(f"NNCF accuracy control on {len(samples)} validation samples (max drop {config.max_drop})")
+    try:
+        with quiet_nncf():
+            controlled = mixed.quantize_with_accuracy_control(
+                nncf,
+                ov,
+                ov_model,
+                calibration,
+                samples,
+                transform,
+                kwargs,
+                config.max_drop,
+                config.max_iterations,
+            )
+    except (DataError, PassError):
+        raise
+    except Exception as e:
+        raise converter_error(
+            e, op_from_openvino_error(str(e)), ctx.target, "NNCF accuracy-controlled quantization"
+        ) from e
+    layers = mixed.float_layers(full_model, controlled)
+    if not mixed.quantized_ops(controlled):
+        raise PassError(
+            f"target {ctx.target}: NNCF accuracy control reverted every quantized layer to float "
+            f"({len(layers)}), so no int8 is left (full int8: {full_summary['text']})"
+        )
+    staged = ctx.work_dir / "accuracy-control"
+    staged.mkdir(exist_ok=True)
+    ov.save_model(controlled, str(staged / IR_FILE), compress_to_fp16=False)
+    candidate = ModelArtifact(
+        path=staged / IR_FILE,
+        format="openvino",
+        signature=full.signature,
+        precision="int8",
+        native_inputs=full.native_inputs,
+        native_outputs=full.native_outputs,
+        details=full.details,
+    )
+    summary = mixed.gate_summary(gate(candidate))
+    if not summary["passed"]:
+        raise mixed.too_inaccurate(
+            ctx.target, f"int8 with {len(layers)} layer(s) NNCF reverted to float", summary, full_summary
+        )
+    for f in candidate.files():
+        os.replace(f, full.path.with_suffix(f.suffix))
+    staged.rmdir()
+    record.update(
+        float_layers=layers,
+        result={k: v for k, v in summary.items() if k != "text"},
+        accuracy_control_seconds=round(time.perf_counter() - started, 3),
+    )
+    record["fake_quantize"]["result"] = mixed.fake_quantize_count(controlled)
+    return _replace_quantization(full, record)
+
+
+def _replace_quantization(model: ModelArtifact, record: dict[str, Any]) -> ModelArtifact:
+    details = dict(model.details)
+    details["quantization"] = {**details.get("quantization", {}), **record}
+    return ModelArtifact(
+        path=model.path,
+        format=model.format,
+        signature=model.signature,
+        precision="int8",
+        native_inputs=model.native_inputs,
+        native_outputs=model.native_outputs,
+        details=details,
+    )

@@ -11,6 +11,10 @@ Modes (TensorFlow's post-training options):
 - ``int16x8``: int16 activations, int8 weights; calibrated; more accurate than int8
   for models with wide activation ranges.
 
+``accuracy_control`` (int8): when the full-integer model fails the project's fidelity
+gate, the layers with the largest quantization error on the validation data are kept
+in float, worst first, until the gate passes (``tflite_mixed``).
+
 Keras models go through a SavedModel whose serving signature we write ourselves, so
 the names inside the ``.tflite`` are the model's own input and output names (Keras'
 own export would call the outputs ``output_0``...). The converter's representative
@@ -83,11 +87,32 @@ class TFLiteConvertConfig(PassConfig):
         description="SavedModel inputs: the signature to convert (default: the one the model "
         "source chose, serving_default or the only one)",
     )
+    accuracy_control: bool = Field(
+        default=False,
+        description="int8: when the full-integer model fails the fidelity gate, keep the layers "
+        "with the largest quantization error on the validation data in float, worst first, until "
+        "it passes (needs validation data); the result stays int8 elsewhere",
+    )
+    max_float_layers: int = Field(
+        default=8,
+        ge=0,
+        description="accuracy_control: at most this many layers kept in float; when the gate still "
+        "fails, the pass fails and the build tries the next variant",
+    )
 
     @model_validator(mode="after")
     def _io_dtype_needs_int8(self) -> TFLiteConvertConfig:
         if self.io_dtype == "int8" and self.mode != "int8":
             raise ValueError(f"io_dtype int8 needs mode int8 (mode is {self.mode})")
+        if self.accuracy_control:
+            # Layers kept in float take and give float tensors: an all-integer model cannot have them.
+            if self.mode != "int8":
+                raise ValueError(f"accuracy_control needs mode int8 (mode is {self.mode})")
+            if self.io_dtype != "float32" or not self.allow_float_ops:
+                raise ValueError(
+                    "accuracy_control keeps layers in float: "
+                    "it needs io_dtype float32 and allow_float_ops true"
+                )
         return self
 
 
@@ -102,6 +127,10 @@ class TFLiteConvert(Pass):
         assert isinstance(config, TFLiteConvertConfig)
         return config.mode in _CALIBRATED_MODES
 
+    def requires_validation(self, config: PassConfig) -> bool:
+        assert isinstance(config, TFLiteConvertConfig)
+        return config.accuracy_control
+
     def run(self, model: ModelArtifact, config: PassConfig, ctx: PassContext) -> ModelArtifact:
         """Convert ``model`` to ``ctx.work_dir/model.tflite``; the public signature is unchanged."""
         assert isinstance(config, TFLiteConvertConfig)
@@ -112,6 +141,10 @@ class TFLiteConvert(Pass):
         if self.requires_calibration(config) and ctx.calibration is None:
             raise DataError(
                 f"target {ctx.target}: {config.mode} needs calibration data (calibration: in edgepack.yaml)"
+            )
+        if config.accuracy_control and (ctx.gate is None or ctx.validation is None):
+            raise DataError(
+                f"target {ctx.target}: accuracy_control needs validation data (validation: in edgepack.yaml)"
             )
         tf = import_tensorflow()
         source_inputs = _names(model.native_inputs, model.signature.input_names, "inputs")
@@ -125,21 +158,26 @@ class TFLiteConvert(Pass):
                 tf, model, config.signature_key, source_inputs, source_outputs, ctx.work_dir / "savedmodel"
             )
 
-        try:
-            converter = tf.lite.TFLiteConverter.from_saved_model(
-                str(saved_model), signature_keys=[_SERVING_KEY]
-            )
-        except Exception as e:
-            raise PassError(
-                f"target {ctx.target}: the TFLite converter cannot read the model: {_one_line(str(e))}"
-            ) from e
         calibration = None
         if config.mode in _CALIBRATED_MODES:
             assert ctx.calibration is not None
             calibration = _Calibration(
                 ctx.calibration, model.signature, source_inputs, config.calibration_samples, ctx.target
             )
-        _configure(tf, converter, config, calibration)
+
+        def make_converter() -> Any:
+            try:
+                converter = tf.lite.TFLiteConverter.from_saved_model(
+                    str(saved_model), signature_keys=[_SERVING_KEY]
+                )
+            except Exception as e:
+                raise PassError(
+                    f"target {ctx.target}: the TFLite converter cannot read the model: {_one_line(str(e))}"
+                ) from e
+            _configure(tf, converter, config, calibration)
+            return converter
+
+        converter = make_converter()
         ctx.progress(
             f"converting to TFLite {config.mode}"
             + (f" (io {config.io_dtype})" if config.mode == "int8" else "")
@@ -168,7 +206,7 @@ class TFLiteConvert(Pass):
             "size_bytes": len(flatbuffer),
             **facts,
         }
-        return ModelArtifact(
+        result = ModelArtifact(
             path=out_path,
             format="tflite",
             signature=model.signature,
@@ -177,6 +215,12 @@ class TFLiteConvert(Pass):
             native_outputs=source_outputs,
             details=details,
         )
+        if not config.accuracy_control:
+            return result
+        from .tflite_mixed import keep_sensitive_layers_in_float
+
+        assert calibration is not None
+        return keep_sensitive_layers_in_float(result, make_converter, calibration, config, ctx)
 
 
 # -- TensorFlow ---------------------------------------------------------------------
@@ -225,7 +269,7 @@ def _export_keras(
             tensors = dict(zip(keys, args, strict=True))
             # Call with the structure the model was built with (a tensor, a list or a
             # dict), filled by input name.
-            structure = keras.tree.map_structure(lambda t: tensors[t.name], net.input)
+            structure = keras.tree.map_structure(lambda t: tensors[t.name], _input_structure(net))
             result = net(structure, training=False)
         else:
             result = net(args[0] if len(args) == 1 else list(args), training=False)
@@ -241,6 +285,18 @@ def _export_keras(
             f"cannot export the Keras model to a SavedModel: {_one_line(str(e))}", where=str(model.path)
         ) from e
     return dest
+
+
+def _input_structure(net: Any) -> Any:
+    """The structure (tensor, list or dict) the model was built with.
+
+    ``net.input`` raises "has never been called" on a Sequential model loaded from a file;
+    its ``inputs`` list is always defined, and a Sequential model takes one bare tensor."""
+    try:
+        return net.input
+    except (AttributeError, ValueError):
+        inputs = list(net.inputs)
+        return inputs[0] if len(inputs) == 1 else inputs
 
 
 def _name_outputs(net: Any, result: Any, outputs: tuple[str, ...], keras: Any) -> dict[str, Any]:
