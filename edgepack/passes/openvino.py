@@ -147,11 +147,11 @@ class OpenVinoConvertConfig(PassConfig):
 
 
 class OpenVinoConvert(Pass):
-    """Keras / SavedModel / ONNX -> OpenVINO IR (``model.xml`` + ``model.bin``)."""
+    """Keras / SavedModel / ONNX / TFLite -> OpenVINO IR (``model.xml`` + ``model.bin``)."""
 
     name: ClassVar[str] = "openvino-convert"
     config_model: ClassVar[type[PassConfig]] = OpenVinoConvertConfig
-    accepts: ClassVar[frozenset[ModelFormat]] = frozenset({"keras", "savedmodel", "onnx"})
+    accepts: ClassVar[frozenset[ModelFormat]] = frozenset({"keras", "savedmodel", "onnx", "tflite"})
     produces: ClassVar[ModelFormat] = "openvino"
 
     def run(self, model: ModelArtifact, config: PassConfig, ctx: PassContext) -> ModelArtifact:
@@ -162,8 +162,10 @@ class OpenVinoConvert(Pass):
         started = time.perf_counter()
         ctx.progress(f"converting {model.path.name} to OpenVINO IR")
         # Keras and SavedModel go through the same traced tf.function as tf2onnx does, so
-        # both converters see public names and signature order; ONNX is read directly.
-        source: Any = str(model.path) if model.format == "onnx" else tf_function_for(model)[0]
+        # both converters see public names and signature order; ONNX and TFLite files are read
+        # directly by OpenVINO's own frontends.
+        direct = model.format in ("onnx", "tflite")
+        source: Any = str(model.path) if direct else tf_function_for(model)[0]
         try:
             ov_model = ov.convert_model(source)
         except (ModelError, PassError):
