@@ -56,3 +56,58 @@ def test_unknown_and_invalid_names() -> None:
         load_target("nope")
     with pytest.raises(ConfigError, match="invalid target name"):
         load_target("../etc/passwd")
+
+
+# -- per-source-format plans, variant references, per-target thresholds -----------------
+
+
+@pytest.mark.parametrize("target", ["lambda-x86_64", "lambda-arm64", "rpi-tflite"])
+def test_an_onnx_model_takes_the_onnx_runtime_plan(target: str) -> None:
+    profile = load_target(target, source_format="onnx")
+    assert profile.backend == "onnxruntime" and profile.plan == "sources.onnx"
+    assert [v.name for v in profile.variants] == ["int8", "int8-mixed", "fp32"]
+    assert any(p.startswith("onnxruntime==") for p in profile.runtime_packages)
+    assert not any(p.startswith("ai-edge-litert") for p in profile.runtime_packages)
+    keras = load_target(target, source_format="keras")
+    assert keras.backend == "litert" and keras.plan == "default"
+    assert [v.name for v in keras.variants][-1] == "fp32"
+
+
+def test_a_tflite_model_ships_as_it_is_on_litert() -> None:
+    profile = load_target("rpi-tflite", source_format="tflite")
+    assert profile.backend == "litert"
+    assert [(v.name, v.passes) for v in profile.variants] == [("as-is", [])]
+
+
+@pytest.mark.parametrize("target", ["lambda-x86_64", "rpi-tflite", "intel-openvino", "jetson-trt"])
+def test_every_default_chain_ends_with_the_unquantized_model(target: str) -> None:
+    for fmt in ("keras", "onnx"):
+        assert load_target(target, source_format=fmt).variants[-1].name == "fp32"
+
+
+def test_variants_by_name_reorder_and_extend_the_plan() -> None:
+    extra = {"name": "int8-pt", "passes": [{"name": "tflite-convert", "config": {"per_channel": False}}]}
+    profile = load_target("rpi-tflite", {"variants": ["fp16", extra, "int8"]}, "edgepack.yaml: t")
+    assert [v.name for v in profile.variants] == ["fp16", "int8-pt", "int8"]
+    assert profile.variants[0].passes[0].config == {"mode": "fp16"}
+    onnx = load_target("lambda-x86_64", {"variants": ["fp32", "int8"]}, "edgepack.yaml: t", "onnx")
+    assert [v.passes[-1].name for v in onnx.variants] == ["onnx-convert", "onnx-quantize"]
+
+
+def test_an_unknown_variant_name_is_refused_naming_the_entry() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_target(
+            "rpi-tflite", {"variants": ["int8", "int4"]}, "edgepack.yaml: targets.rpi-tflite.overrides"
+        )
+    assert caught.value.hint().startswith(
+        "edgepack.yaml: targets.rpi-tflite.overrides.variants.1: no variant 'int4'"
+    )
+    assert caught.value.exit_code == 2
+
+
+def test_a_project_can_override_a_source_plan() -> None:
+    profile = load_target(
+        "lambda-x86_64", {"sources": {"onnx": {"runtime_settings": {"threads": 2}}}}, "e", "onnx"
+    )
+    assert profile.backend == "onnxruntime" and profile.runtime_settings == {"threads": 2}
+    assert [v.name for v in profile.variants] == ["int8", "int8-mixed", "fp32"]
