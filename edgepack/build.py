@@ -31,7 +31,7 @@ from .resources import runtime_package_dir, templates_dir
 from .runtime.manifest import MANIFEST_FILE, ModelSection, RuntimeSection
 from .runtime.sample import SAMPLE_FILE, write_sample
 from .targets import TargetProfile
-from .variants import Chosen, choose_variant, given_up, target_thresholds
+from .variants import Chosen, choose_variant, float_layer_records, given_up, target_thresholds
 from .versions import tool_versions
 
 __all__ = ["BuildResult", "TargetResult", "build", "host_predictor"]
@@ -58,6 +58,7 @@ class TargetResult:
     plan: str | None = None  # the target's plan for the source format: "default" or "sources.<format>"
     float_layers: int = 0  # layers a mixed-precision variant kept in float
     given_up: str = ""  # the variants tried before the shipped one, and why they failed
+    mixed_cost: dict[str, Any] = field(default_factory=dict)  # a mixed model's size/latency vs full int8
     cached: bool = False
     seconds: float = 0.0
     error: str | None = None
@@ -394,7 +395,7 @@ def _stage_and_package(
                 **dict(optimized.details),
                 "size_bytes": sum(f.stat().st_size for f in optimized.files()),
                 "ops": {k: v for k, v in chosen.precision.items() if k != "precision"},
-                "float_layers": len(float_layers(optimized.details)),
+                "float_layers": len(float_layer_records(optimized.details)),
                 "requested_precision": optimized.precision,
             },
             variant=variant.name,
@@ -498,12 +499,6 @@ def _package(profile: TargetProfile, staging: Path, partial: Path, epoch: int) -
     )
 
 
-def float_layers(details: Any) -> list[Any]:
-    """The layers a mixed-precision pass kept in float, as its details record them."""
-    quantization = (details or {}).get("quantization") or {}
-    return list(quantization.get("float_nodes") or quantization.get("float_layers") or [])
-
-
 # -- results ------------------------------------------------------------------------
 
 
@@ -530,5 +525,6 @@ def _result_from_artifact(
         plan=model.get("source", {}).get("plan"),
         float_layers=int(model.get("details", {}).get("float_layers") or 0),
         given_up=given_up(list(fidelity.get("attempts", []))),
+        mixed_cost=dict(fidelity.get("mixed_cost") or {}),
         cached=cached,
     )

@@ -60,6 +60,7 @@ def choose_variant(shared: BuildInputs, profile: TargetProfile) -> Chosen:
 
     has_gate = validation is not None and reference is not None
     attempts: list[dict[str, Any]] = []
+    full_int8: ModelArtifact | None = None  # the all-int8 model the gate refused, if any
     errors: list[EdgepackError] = []
     for variant in profile.variants:
         if not has_gate and needs_validation(variant, profile):
@@ -115,7 +116,11 @@ def choose_variant(shared: BuildInputs, profile: TargetProfile) -> Chosen:
         )
         if report.passed:
             fidelity = {"checked": True, "variant": variant.name, **report.to_dict(), "attempts": attempts}
+            if full_int8 is not None and float_layer_records(optimized.details):
+                fidelity["mixed_cost"] = mixed_cost(profile, optimized, full_int8, sample_inputs)
             return Chosen(variant, optimized, fidelity, sample_inputs, sample_outputs, precision)
+        if precision["precision"] == "int8" and not float_layer_records(optimized.details):
+            full_int8 = optimized
     if errors and len(errors) == len(profile.variants):
         # No variant even converted: the model is the problem (e.g. an op no converter takes),
         # not fidelity; say so with the converter's own one-line error.
@@ -137,3 +142,35 @@ def given_up(attempts: list[dict[str, Any]]) -> str:
     if not failed:
         return ""
     return "; ".join(f"{a['variant']} {', '.join(a.get('failures') or ['failed'])}" for a in failed)
+
+
+def float_layer_records(details: Any) -> list[Any]:
+    """The layers a mixed-precision pass kept in float, as its details record them."""
+    quantization = (details or {}).get("quantization") or {}
+    return list(quantization.get("float_nodes") or quantization.get("float_layers") or [])
+
+
+_COST_RUNS = 200
+
+
+def mixed_cost(
+    profile: TargetProfile, mixed: ModelArtifact, full: ModelArtifact, sample: Batch
+) -> dict[str, Any]:
+    """What keeping layers in float cost against the all-int8 model: size and p50 latency at
+    batch 1 on this build host (measured, for the summary; no decision depends on it)."""
+    from .report import time_predict
+
+    def p50(model: ModelArtifact) -> float:
+        predictor = artifact_predictor(profile.backend, model, profile.runtime_settings)
+        return round(time_predict(predictor.predict, sample, _COST_RUNS)[0], 4)
+
+    def size(model: ModelArtifact) -> int:
+        return sum(f.stat().st_size for f in model.files())
+
+    return {
+        "size_bytes": size(mixed),
+        "full_int8_size_bytes": size(full),
+        "p50_ms": p50(mixed),
+        "full_int8_p50_ms": p50(full),
+        "runs": _COST_RUNS,
+    }

@@ -67,6 +67,13 @@ def format_summary(result: Any) -> str:
     for r in result.results:
         if r.ok and r.given_up:
             lines.append(f"{r.target}: shipped {r.variant} after {r.given_up}")
+        if r.ok and r.mixed_cost:
+            cost = r.mixed_cost
+            lines.append(
+                f"{r.target}: {r.float_layers} layer(s) kept in float cost "
+                f"{cost['size_bytes'] / cost['full_int8_size_bytes']:.2f}x the size and "
+                f"{cost['p50_ms'] / max(cost['full_int8_p50_ms'], 1e-9):.2f}x the p50 latency of full int8"
+            )
         if r.ok and r.artifact:
             lines.append(f"{r.target}: {r.artifact}")
         elif not r.ok:
