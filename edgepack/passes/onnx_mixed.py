@@ -19,7 +19,6 @@ The nodes are then excluded (``nodes_to_exclude``) worst first, one more each ti
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import DataError, PassError
+from ..errors import DataError
 from ..model.base import Batch, ModelArtifact
+from .accuracy_control import (
+    artifact_at,
+    check_full_int8,
+    exclude_worst_until_gate_passes,
+    with_search_result,
+)
 from .base import PassContext
 
 if TYPE_CHECKING:
@@ -69,45 +74,35 @@ def keep_sensitive_nodes_in_float(
     """``full`` if it passes the gate; else the model with the fewest of its worst nodes in
     float that passes; else ``PassError`` naming the best agreement reached."""
     assert ctx.gate is not None and ctx.validation is not None
-    ctx.progress("checking full int8 against the fidelity gate")
-    full_summary = _summary(ctx.gate(full))
+    full_summary = check_full_int8(full, ctx, config.max_float_nodes, "max_float_nodes")
     if full_summary["passed"]:
         return _with_details(full, [], {}, full_summary, full_summary, ranked=0, samples=0)
-    if config.max_float_nodes == 0:
-        raise PassError(
-            f"target {ctx.target}: int8 fails the fidelity gate ({full_summary['text']}) "
-            "and max_float_nodes is 0"
-        )
 
     feed = _validation_feed(ctx.validation(), source, ctx.target)
     samples = len(next(iter(feed.values())))
     ranked = rank_nodes(source.path, quantizer, feed, ctx)
+    names: dict[str, str] = {}
+
+    def write(path: Path, chosen: Sequence[NodeError]) -> ModelArtifact:
+        names.clear()
+        names.update(quantizer.write(path, exclude=[n.node for n in chosen]))
+        return artifact_at(full, path)
+
     # Every quantizable node in float is not int8 any more: leave at least one quantized, and
     # let the chain's fp16/fp32 variants answer for a model that int8 cannot touch at all.
-    candidates = ranked[: min(config.max_float_nodes, len(ranked) - 1)]
-    best = full_summary
-    for k in range(1, len(candidates) + 1):
-        chosen = candidates[:k]
-        ctx.progress(f"int8 with {k} node(s) in float: {chosen[-1].node} ({chosen[-1].op})")
-        path = ctx.work_dir / f"mixed-{k}.onnx"
-        names = quantizer.write(path, exclude=[n.node for n in chosen])
-        candidate = _artifact_at(full, path)
-        summary = _summary(ctx.gate(candidate))
-        if summary["score"] > best["score"]:
-            best = {**summary, "text": f"{summary['text']} with {k} float node(s)"}
-        if summary["passed"]:
-            os.replace(path, full.path)
-            for stale in ctx.work_dir.glob("mixed-*.onnx"):
-                stale.unlink()
-            final = _artifact_at(full, full.path)
-            return _with_details(
-                final, chosen, names, full_summary, summary, ranked=len(ranked), samples=samples
-            )
-        path.unlink()
-    raise PassError(
-        f"target {ctx.target}: int8 with up to {len(candidates)} float node(s) still fails the fidelity "
-        f"gate; best {best['text']} (full int8: {full_summary['text']})"
+    chosen, summary = exclude_worst_until_gate_passes(
+        full,
+        full_summary,
+        ranked[: min(config.max_float_nodes, len(ranked) - 1)],
+        write,
+        lambda n: f"{n.node} ({n.op})",
+        ctx,
+        unit="node",
+        suffix=".onnx",
+        remove_failed=True,
     )
+    final = artifact_at(full, full.path)
+    return _with_details(final, chosen, names, full_summary, summary, ranked=len(ranked), samples=samples)
 
 
 def rank_nodes(
@@ -175,38 +170,6 @@ def _validation_feed(batch: Batch, model: ModelArtifact, target: str) -> dict[st
 # -- results ----------------------------------------------------------------------------
 
 
-def _artifact_at(full: ModelArtifact, path: Path) -> ModelArtifact:
-    return ModelArtifact(
-        path=path,
-        format="onnx",
-        signature=full.signature,
-        precision=full.precision,
-        native_inputs=full.native_inputs,
-        native_outputs=full.native_outputs,
-        details=dict(full.details),
-    )
-
-
-def _summary(report: Any) -> dict[str, Any]:
-    """The gate's verdict in one line, and a score to compare candidates by."""
-    metrics = report.metrics
-    top1 = metrics.top1_agreement
-    cosine = metrics.cosine_similarity
-    parts = [f"top-1 agreement {top1:.3f}"] if top1 is not None else []
-    parts.append(f"cosine {cosine:.4f}")
-    score = (
-        top1 if top1 is not None and math.isfinite(top1) else -1.0,
-        cosine if math.isfinite(cosine) else -1.0,
-    )
-    return {
-        "passed": bool(report.passed),
-        "top1_agreement": top1,
-        "cosine_similarity": cosine,
-        "score": score,
-        "text": ", ".join(parts),
-    }
-
-
 def _with_details(
     model: ModelArtifact,
     float_nodes: Sequence[NodeError],
@@ -216,25 +179,10 @@ def _with_details(
     ranked: int,
     samples: int,
 ) -> ModelArtifact:
-    def gate_record(summary: dict[str, Any]) -> dict[str, Any]:
-        return {k: summary[k] for k in ("passed", "top1_agreement", "cosine_similarity")}
-
-    quantization = {
-        **model.details.get("quantization", {}),
-        "accuracy_control": True,
+    found = {
         "float_nodes": [node.to_dict(names.get(node.node)) for node in float_nodes],
         "node_error": ERROR_DESCRIPTION,
         "nodes_ranked": ranked,
         "error_samples": samples,
-        "full_int8": gate_record(full),
-        "result": gate_record(final),
     }
-    return ModelArtifact(
-        path=model.path,
-        format=model.format,
-        signature=model.signature,
-        precision=model.precision,
-        native_inputs=model.native_inputs,
-        native_outputs=model.native_outputs,
-        details={**model.details, "quantization": quantization},
-    )
+    return with_search_result(model, full, final, found)

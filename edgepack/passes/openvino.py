@@ -293,7 +293,7 @@ class OpenVinoQuantize(Pass):
                 "(set calibration: in edgepack.yaml)"
             )
         if config.accuracy_control:
-            from .openvino_mixed import check_gate_inputs
+            from .accuracy_control import check_gate_inputs
 
             check_gate_inputs(ctx)
         ov = _import_openvino()
@@ -374,24 +374,25 @@ def _with_accuracy_control(
     import nncf
 
     from . import openvino_mixed as mixed
+    from .accuracy_control import artifact_at, check_gate_inputs, gate_record, gate_summary, with_quantization
 
     ov = _import_openvino()
-    validation, gate = mixed.check_gate_inputs(ctx)
+    validation, gate = check_gate_inputs(ctx)
     started = time.perf_counter()
     ctx.progress("checking the int8 IR against the fidelity gate")
-    full_summary = mixed.gate_summary(gate(full))
+    full_summary = gate_summary(gate(full))
     record: dict[str, Any] = {
         "accuracy_control": True,
         "max_drop": config.max_drop,
         "max_iterations": config.max_iterations,
         "metric": "top-1 agreement with the fp32 IR per validation sample "
         "(cosine for non-class outputs), in f32",
-        "full_int8": {k: v for k, v in full_summary.items() if k != "text"},
+        "full_int8": gate_record(full_summary),
         "fake_quantize": {"full_int8": mixed.fake_quantize_count(full_model)},
     }
     if full_summary["passed"]:
         record.update(float_layers=[], result=record["full_int8"])
-        return _replace_quantization(full, record)
+        return with_quantization(full, record)
     if config.max_iterations == 0:
         raise mixed.too_inaccurate(ctx.target, "int8 (max_iterations 0)", full_summary, None)
 
@@ -428,16 +429,8 @@ def _with_accuracy_control(
     staged = ctx.work_dir / "accuracy-control"
     staged.mkdir(exist_ok=True)
     ov.save_model(controlled, str(staged / IR_FILE), compress_to_fp16=False)
-    candidate = ModelArtifact(
-        path=staged / IR_FILE,
-        format="openvino",
-        signature=full.signature,
-        precision="int8",
-        native_inputs=full.native_inputs,
-        native_outputs=full.native_outputs,
-        details=full.details,
-    )
-    summary = mixed.gate_summary(gate(candidate))
+    candidate = artifact_at(full, staged / IR_FILE)
+    summary = gate_summary(gate(candidate))
     if not summary["passed"]:
         raise mixed.too_inaccurate(
             ctx.target, f"int8 with {len(layers)} layer(s) NNCF reverted to float", summary, full_summary
@@ -447,22 +440,8 @@ def _with_accuracy_control(
     staged.rmdir()
     record.update(
         float_layers=layers,
-        result={k: v for k, v in summary.items() if k != "text"},
+        result=gate_record(summary),
         accuracy_control_seconds=round(time.perf_counter() - started, 3),
     )
     record["fake_quantize"]["result"] = mixed.fake_quantize_count(controlled)
-    return _replace_quantization(full, record)
-
-
-def _replace_quantization(model: ModelArtifact, record: dict[str, Any]) -> ModelArtifact:
-    details = dict(model.details)
-    details["quantization"] = {**details.get("quantization", {}), **record}
-    return ModelArtifact(
-        path=model.path,
-        format=model.format,
-        signature=model.signature,
-        precision="int8",
-        native_inputs=model.native_inputs,
-        native_outputs=model.native_outputs,
-        details=details,
-    )
+    return with_quantization(full, record)

@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, PassError
-from ..model.base import Batch, ModelArtifact
-from .base import PassContext
+from ..model.base import Batch
 
 _F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 # Nodes of the dequantization chain NNCF writes for int8 weights: Constant(i8) -> Convert ->
@@ -151,22 +150,6 @@ def float_layers(full: Any, mixed: Any) -> list[dict[str, str]]:
     """The operations int8 in ``full`` and float in ``mixed``, in graph order."""
     before, after = quantized_ops(full), quantized_ops(mixed)
     return [{"layer": name, "op": kind} for name, kind in before.items() if name not in after]
-
-
-def gate_summary(report: Any) -> dict[str, Any]:
-    """A gate report's figures for the manifest, and its verdict in words."""
-    top1 = report.metrics.top1_agreement
-    cosine = report.metrics.cosine_similarity
-    text = (f"top-1 agreement {top1:.3f}, " if top1 is not None else "") + f"cosine {cosine:.4f}"
-    return {"passed": bool(report.passed), "top1_agreement": top1, "cosine_similarity": cosine, "text": text}
-
-
-def check_gate_inputs(ctx: PassContext) -> tuple[Callable[[], Batch], Callable[[ModelArtifact], Any]]:
-    if ctx.gate is None or ctx.validation is None:
-        raise DataError(
-            f"target {ctx.target}: accuracy_control needs validation data (validation: in edgepack.yaml)"
-        )
-    return ctx.validation, ctx.gate
 
 
 def too_inaccurate(target: str, what: str, summary: dict[str, Any], full: dict[str, Any] | None) -> PassError:

@@ -21,10 +21,10 @@ import contextlib
 import csv
 import io
 import math
-import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,12 @@ import numpy as np
 from ..errors import DataError, PassError
 from ..model.base import Batch, ModelArtifact
 from ..model.tf_env import import_tensorflow
+from .accuracy_control import (
+    artifact_at,
+    check_full_int8,
+    exclude_worst_until_gate_passes,
+    with_search_result,
+)
 from .base import PassContext
 from .tflite import (
     _CONVERT_LOCK,
@@ -74,44 +80,31 @@ def keep_sensitive_layers_in_float(
     """``full`` if it passes the gate; else the same int8 model with the fewest of its worst
     layers in float that passes; else ``PassError`` naming the best agreement reached."""
     assert ctx.gate is not None and ctx.validation is not None
-    ctx.progress("checking full int8 against the fidelity gate")
-    report = ctx.gate(full)
-    full_summary = _summary(report)
-    if report.passed:
+    full_summary = check_full_int8(full, ctx, config.max_float_layers, "max_float_layers")
+    if full_summary["passed"]:
         return _with_details(full, [], full_summary, full_summary, ranked=0, samples=0)
-    if config.max_float_layers == 0:
-        raise PassError(
-            f"target {ctx.target}: int8 fails the fidelity gate ({full_summary['text']}) "
-            "and max_float_layers is 0"
-        )
 
     samples = _validation_samples(ctx.validation(), full, ctx.target)
     ctx.progress(f"ranking layers by int8 error on {len(samples)} validation samples")
     debugger, ranked = _rank_layers(make_converter, calibration, samples, ctx.target)
-    candidates = ranked[: config.max_float_layers]
-    best = full_summary
-    for k in range(1, len(candidates) + 1):
-        chosen = candidates[:k]
-        ctx.progress(f"int8 with {k} layer(s) in float: {chosen[-1].tensor} ({chosen[-1].op})")
-        path = ctx.work_dir / f"mixed-{k}.tflite"
+
+    def write(path: Path, chosen: Sequence[LayerError]) -> ModelArtifact:
         path.write_bytes(_requantize(debugger, [layer.tensor for layer in chosen], ctx.target))
-        candidate = _artifact_at(full, path, ctx.target)
-        report = ctx.gate(candidate)
-        summary = _summary(report)
-        if summary["score"] > best["score"]:
-            best = {**summary, "text": f"{summary['text']} with {k} float layer(s)"}
-        if report.passed:
-            os.replace(path, full.path)
-            for stale in ctx.work_dir.glob("mixed-*.tflite"):
-                stale.unlink()
-            final = _artifact_at(full, full.path, ctx.target)
-            return _with_details(
-                final, chosen, full_summary, summary, ranked=len(ranked), samples=len(samples)
-            )
-    raise PassError(
-        f"target {ctx.target}: int8 with up to {len(candidates)} float layer(s) still fails the fidelity "
-        f"gate; best {best['text']} (full int8: {full_summary['text']})"
+        return _artifact_at(full, path, ctx.target)
+
+    chosen, summary = exclude_worst_until_gate_passes(
+        full,
+        full_summary,
+        ranked[: config.max_float_layers],
+        write,
+        lambda layer: f"{layer.tensor} ({layer.op})",
+        ctx,
+        unit="layer",
+        suffix=".tflite",
+        remove_failed=False,
     )
+    final = _artifact_at(full, full.path, ctx.target)
+    return _with_details(final, chosen, full_summary, summary, ranked=len(ranked), samples=len(samples))
 
 
 # -- the debugger -----------------------------------------------------------------------
@@ -234,37 +227,11 @@ def _validation_samples(batch: Batch, full: ModelArtifact, target: str) -> list[
 # -- results ----------------------------------------------------------------------------
 
 
-def _artifact_at(full: ModelArtifact, path: Any, target: str) -> ModelArtifact:
+def _artifact_at(full: ModelArtifact, path: Path, target: str) -> ModelArtifact:
     """``full``'s description for another model file, with that file's own facts (this also
     loads it in LiteRT: a model the runtime cannot load never reaches the gate)."""
     facts = _inspect(path, full.native_inputs, full.native_outputs, target, integer=True)
-    details = {**full.details, **facts, "size_bytes": path.stat().st_size}
-    return ModelArtifact(
-        path=path,
-        format="tflite",
-        signature=full.signature,
-        precision="int8",
-        native_inputs=full.native_inputs,
-        native_outputs=full.native_outputs,
-        details=details,
-    )
-
-
-def _summary(report: Any) -> dict[str, Any]:
-    """The gate's verdict in one line, and a score to compare candidates by."""
-    metrics = report.metrics
-    top1 = metrics.top1_agreement
-    cosine = metrics.cosine_similarity
-    parts = [f"top-1 agreement {top1:.3f}"] if top1 is not None else []
-    parts.append(f"cosine {cosine:.4f}")
-    score = (top1 if top1 is not None else 0.0, cosine if math.isfinite(cosine) else -1.0)
-    return {
-        "passed": bool(report.passed),
-        "top1_agreement": top1,
-        "cosine_similarity": cosine,
-        "score": score,
-        "text": ", ".join(parts),
-    }
+    return artifact_at(full, path, {**full.details, **facts, "size_bytes": path.stat().st_size})
 
 
 def _with_details(
@@ -275,24 +242,10 @@ def _with_details(
     ranked: int,
     samples: int,
 ) -> ModelArtifact:
-    def gate_record(summary: dict[str, Any]) -> dict[str, Any]:
-        return {k: summary[k] for k in ("passed", "top1_agreement", "cosine_similarity")}
-
-    quantization = {
-        "accuracy_control": True,
+    found = {
         "float_layers": [layer.to_dict() for layer in float_layers],
         "layer_error": METRIC_DESCRIPTION,
         "layers_ranked": ranked,
         "debug_samples": samples,
-        "full_int8": gate_record(full),
-        "result": gate_record(final),
     }
-    return ModelArtifact(
-        path=model.path,
-        format=model.format,
-        signature=model.signature,
-        precision="int8",
-        native_inputs=model.native_inputs,
-        native_outputs=model.native_outputs,
-        details={**model.details, "quantization": quantization},
-    )
+    return with_search_result(model, full, final, found)

@@ -1,10 +1,8 @@
 """Models and a real fidelity gate for the ONNX int8 tests (helpers, not fixtures).
 
-``build_outlier_model``: a small MLP with fixed weights (no training, the same on every run),
-``features (16) -> hidden (32, relu) -> outlier (32) -> head (3) -> scores (softmax)``. Two of
-``outlier``'s units are scaled by 1000 and ``head`` reads them scaled by 1/1000: the scores do
-not depend on them, but int8 gives ``outlier``'s output one scale for its whole range, so the
-30 units that matter fall into a step or two and full int8 fails any gate.
+``build_outlier_model``: ``mixed_models``'s outlier MLP with a head of 3 classes,
+``features (16) -> hidden (32, relu) -> outlier (32) -> head (3) -> scores (softmax)``: full
+int8 fails any gate on it. ``gate_for``: ``mixed_models``'s gate with ONNX Runtime on the CPU.
 
 ``build_digits_cnn``: a small Keras CNN (Conv2D, BatchNorm, DepthwiseConv2D, Dense) trained a
 few epochs on scikit-learn's 8x8 digits, deterministic (fixed seeds, deterministic ops).
@@ -12,49 +10,25 @@ few epochs on scikit-learn's 8x8 digits, deterministic (fixed seeds, determinist
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
+import mixed_models
 import numpy as np
+from passes_helpers import pass_runner
 
-from edgepack.build import host_predictor
 from edgepack.config import Thresholds
-from edgepack.fidelity import FidelityReport, evaluate
+from edgepack.fidelity import FidelityReport
 from edgepack.model.base import Batch, ModelArtifact, ModelSource
-from edgepack.passes import PassContext, get_pass
 
-INPUT = "features"
-OUTLIER_GAIN = 1000.0
 CLASSES = 3
 SEED = 1234
 CPU = {"providers": [{"name": "CPUExecutionProvider"}], "threads": 1}
 
 
 def build_outlier_model(path: Path) -> Path:
-    """Write the outlier MLP to ``path`` (a ``.keras`` file)."""
-    from edgepack.model.tf_env import import_keras
-
-    keras = import_keras()
-    keras.utils.set_random_seed(0)
-    features = keras.Input((16,), name=INPUT)
-    hidden = keras.layers.Dense(32, activation="relu", name="hidden")(features)
-    outlier = keras.layers.Dense(32, name="outlier")(hidden)
-    logits = keras.layers.Dense(CLASSES, name="head")(outlier)
-    scores = keras.layers.Softmax(name="scores")(logits)
-    net = keras.Model(features, scores)
-    w, b = net.get_layer("outlier").get_weights()
-    w[:, :2] *= OUTLIER_GAIN
-    net.get_layer("outlier").set_weights([w, b])
-    w, b = net.get_layer("head").get_weights()
-    w[:2, :] /= OUTLIER_GAIN
-    net.get_layer("head").set_weights([w, b])
-    net.save(path)
-    return path
-
-
-def features(seed: int, n: int) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(n, 16)).astype(np.float32)
+    """Write the outlier MLP, with ``CLASSES`` classes, to ``path`` (a ``.keras`` file)."""
+    return mixed_models.build_outlier_model(path, classes=CLASSES)
 
 
 def digits_split() -> dict[str, np.ndarray]:
@@ -105,41 +79,8 @@ def build_digits_cnn(path: Path, split: Mapping[str, np.ndarray]) -> Path:
 def gate_for(
     source: ModelSource, validation: Batch, thresholds: Thresholds | None = None
 ) -> Callable[[ModelArtifact], FidelityReport]:
-    """The build's gate, assembled from its parts: ONNX Runtime on the build host, the original
-    model's outputs as the reference, the given (default: the project's default) thresholds."""
-    reference = source.predict(validation)
-
-    def gate(candidate: ModelArtifact) -> FidelityReport:
-        predictor = host_predictor(
-            "onnxruntime",
-            candidate.path,
-            CPU,
-            candidate.signature,
-            candidate.native_inputs,
-            candidate.native_outputs,
-        )
-        return evaluate(reference, predictor.predict(validation), None, thresholds or Thresholds())
-
-    return gate
+    """The build's gate with ONNX Runtime (CPU) on the build host: ``mixed_models.gate_for``."""
+    return mixed_models.gate_for(source, "onnxruntime", CPU, validation, thresholds)
 
 
-def run_pass(
-    name: str,
-    model: ModelArtifact,
-    config: dict[str, Any],
-    work: Path,
-    calibration: Callable[[], Iterator[Batch]] | None = None,
-    validation: Batch | None = None,
-    gate: Callable[[ModelArtifact], FidelityReport] | None = None,
-    target: str = "test-onnx-int8",
-) -> ModelArtifact:
-    p = get_pass(name)
-    work.mkdir(parents=True, exist_ok=True)
-    ctx = PassContext(
-        work_dir=work,
-        target=target,
-        calibration=calibration,
-        validation=(lambda: validation) if validation is not None else None,
-        gate=gate,
-    )
-    return p.run(model, p.parse_config(config, name), ctx)
+run_pass = pass_runner("test-onnx-int8")

@@ -1,4 +1,4 @@
-"""What the accuracy-control tests share: a model full int8 ruins, and a real fidelity gate.
+"""What the accuracy-control and int8 tests share: a model full int8 ruins, and a real fidelity gate.
 
 The model is a small MLP with fixed weights (no training, so it is the same on every run):
 ``features (16) -> hidden (32, relu) -> outlier (32) -> head (10) -> scores (softmax)``. Two of
@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from passes_helpers import pass_runner
 
 from edgepack.build import host_predictor
 from edgepack.config import Thresholds
 from edgepack.fidelity import FidelityReport, evaluate
 from edgepack.model.base import Batch, ModelArtifact, ModelSource
-from edgepack.passes import PassContext, get_pass
 
 INPUT = "features"
 OUTLIER_GAIN = 1000.0
@@ -85,10 +85,15 @@ def calibration_of(x: np.ndarray) -> Callable[[], Iterator[Batch]]:
 
 
 def gate_for(
-    source: ModelSource, backend: str, settings: Mapping[str, Any], validation: Batch
+    source: ModelSource,
+    backend: str,
+    settings: Mapping[str, Any],
+    validation: Batch,
+    thresholds: Thresholds | None = None,
 ) -> Callable[[ModelArtifact], FidelityReport]:
     """The build's gate, assembled from its parts: the target's runtime on the build host,
-    the original model's outputs as the reference, the default thresholds."""
+    the original model's outputs as the reference, the given (default: the project's default)
+    thresholds."""
     reference = source.predict(validation)
 
     def gate(candidate: ModelArtifact) -> FidelityReport:
@@ -100,28 +105,9 @@ def gate_for(
             candidate.native_inputs,
             candidate.native_outputs,
         )
-        return evaluate(reference, predictor.predict(validation), None, Thresholds())
+        return evaluate(reference, predictor.predict(validation), None, thresholds or Thresholds())
 
     return gate
 
 
-def run_pass(
-    name: str,
-    model: ModelArtifact,
-    config: dict[str, Any],
-    work: Path,
-    calibration: Callable[[], Iterator[Batch]] | None = None,
-    validation: Batch | None = None,
-    gate: Callable[[ModelArtifact], FidelityReport] | None = None,
-    target: str = "test-mixed",
-) -> ModelArtifact:
-    p = get_pass(name)
-    work.mkdir(parents=True, exist_ok=True)
-    ctx = PassContext(
-        work_dir=work,
-        target=target,
-        calibration=calibration,
-        validation=(lambda: validation) if validation is not None else None,
-        gate=gate,
-    )
-    return p.run(model, p.parse_config(config, name), ctx)
+run_pass = pass_runner("test-mixed")

@@ -1,4 +1,4 @@
-"""Helpers the ONNX and OpenVINO pass tests share: running one pass, and the sample's gate."""
+"""Helpers the pass tests share: running one pass, and the sample's gate."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ GATE = Thresholds(min_top1_agreement=0.98, max_accuracy_drop=0.01, min_cosine_si
 
 
 def pass_runner(target: str) -> Callable[..., ModelArtifact]:
-    """``run_pass(name, model, config, work, calibration=None)``: runs one pass for ``target``."""
+    """``run_pass(name, model, config, work, calibration=None, validation=None, gate=None)``:
+    runs one pass for ``target``, with the validation data and gate accuracy control uses."""
 
     def run_pass(
         name: str,
@@ -26,14 +27,19 @@ def pass_runner(target: str) -> Callable[..., ModelArtifact]:
         config: dict[str, Any],
         work: Path,
         calibration: Callable[[], Iterator[Batch]] | None = None,
+        validation: Batch | None = None,
+        gate: Callable[[ModelArtifact], FidelityReport] | None = None,
     ) -> ModelArtifact:
         p = get_pass(name)
         work.mkdir(parents=True, exist_ok=True)
-        return p.run(
-            model,
-            p.parse_config(config, name),
-            PassContext(work_dir=work, target=target, calibration=calibration),
+        ctx = PassContext(
+            work_dir=work,
+            target=target,
+            calibration=calibration,
+            validation=(lambda: validation) if validation is not None else None,
+            gate=gate,
         )
+        return p.run(model, p.parse_config(config, name), ctx)
 
     return run_pass
 

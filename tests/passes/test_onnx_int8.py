@@ -9,17 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from int8_models import (
-    INPUT,
-    build_digits_cnn,
-    build_outlier_model,
-    digits_split,
-    features,
-    gate_for,
-    run_pass,
-)
+from int8_models import build_digits_cnn, build_outlier_model, digits_split, gate_for, run_pass
+from mixed_models import INPUT, calibration_of, features
 
 from edgepack.errors import ConfigError, PassError
 from edgepack.fidelity import FidelityReport
@@ -48,10 +40,6 @@ def outlier(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelSource, Mode
 @pytest.fixture(scope="module")
 def outlier_gate(outlier: tuple[ModelSource, ModelArtifact]) -> Callable[[ModelArtifact], FidelityReport]:
     return gate_for(outlier[0], {INPUT: features(2, 400)})
-
-
-def calibration_of(x: np.ndarray) -> Callable[[], Any]:
-    return lambda: iter([{INPUT: x[: len(x) // 2]}, {INPUT: x[len(x) // 2 :]}])
 
 
 # -- the jetson settings on a converted CNN ------------------------------------------
