@@ -26,7 +26,7 @@ from .config import Project, load_project
 from .errors import ConfigError, EdgepackError, PackagingError
 from .host_run import host_predictor, predict_batched
 from .manifest import ManifestInputs, manifest_dict, write_manifest
-from .optimize import MODEL_FILE_NAMES
+from .optimize import MODEL_FILE_NAMES, passes_code_digest
 from .resources import runtime_package_dir, templates_dir
 from .runtime.manifest import MANIFEST_FILE, ModelSection, RuntimeSection
 from .runtime.sample import SAMPLE_FILE, write_sample
@@ -297,6 +297,7 @@ def _artifact_key(shared: BuildInputs, profile: TargetProfile) -> str:
         validation=shared.validation.digest if shared.validation is not None else None,
         hooks=sha256_file(project.resolve(hooks)) if hooks else None,
         runtime=sha256_tree(runtime_package_dir()),
+        passes_code=passes_code_digest(),
         templates=sha256_tree(templates_dir() / profile.templates),
         tools=shared.tools,
         epoch=shared.epoch,

@@ -23,11 +23,14 @@ CACHE_ENV = "EDGEPACK_CACHE_DIR"
 
 
 def sha256_tree(path: Path) -> str:
-    """Digest of a file, or of a directory's relative paths and file contents."""
+    """Digest of a file, or of a directory's relative paths and file contents.
+
+    Bytecode caches are derived data that appear on first import: never part of a digest."""
     if path.is_file():
         return sha256_file(path)
     digest = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+    files = (q for q in path.rglob("*") if q.is_file() and "__pycache__" not in q.relative_to(path).parts)
+    for p in sorted(files):
         digest.update(p.relative_to(path).as_posix().encode() + b"\0")
         digest.update(sha256_file(p).encode() + b"\0")
     return digest.hexdigest()

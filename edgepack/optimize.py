@@ -8,6 +8,7 @@ is a failed variant with its reason, never a cache entry that fails the same way
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ from typing import Any
 
 from . import __version__
 from .build_inputs import BuildInputs
+from .cache import sha256_tree
 from .errors import DataError, PackagingError, PassError
 from .host_run import artifact_predictor, first_sample
 from .model.base import Batch, ModelArtifact
@@ -70,6 +72,8 @@ def optimize(
         # An accuracy-controlled result depends on the data and the bar it was held to.
         validation=[shared.validation.digest, thresholds] if needs_validation else None,
         backend=[profile.backend, profile.runtime_settings],
+        # The passes' own code: a fixed converter bug must not be answered from the cache.
+        passes_code=passes_code_digest(),
         tools=shared.tools,
     )
     hit = shared.cache.get_dir("models", key)
@@ -113,6 +117,11 @@ def optimize(
         )
         entry = shared.cache.put_dir("models", key, stored)
     return load_stored(entry)
+
+
+@functools.cache
+def passes_code_digest() -> str:
+    return sha256_tree(Path(__file__).parent / "passes")
 
 
 def needs_validation(variant: Variant, profile: TargetProfile) -> bool:

@@ -574,6 +574,7 @@ class OnnxQuantize(Pass):
                 "(set validation: in edgepack.yaml)"
             )
         source, preprocess_note = self._preprocess(model.path, config, ctx)
+        source = _one_dimensional_gemm_bias(source, model.path, ctx.work_dir)
         out = ctx.work_dir / ONNX_FILE
         ctx.progress(f"quantizing {model.path.name} (ONNX Runtime {config.mode} int8)")
         quantizer = NodeQuantizer(model, source, config, ctx, quantize_dynamic, quantize_static)
@@ -639,6 +640,33 @@ class OnnxQuantize(Pass):
             logger.warning("onnx-quantize (%s): quant_pre_process %s", ctx.target, note)
             return path, note
         return pre, "ok"
+
+
+def _one_dimensional_gemm_bias(source: Path, original: Path, work_dir: Path) -> Path:
+    """Gemm biases of shape (1, N) as (N,): the same broadcast, and the shape ORT's per-channel
+    bias check handles (with (1, N) it fails: "truth value of an array ... is ambiguous";
+    skl2onnx writes such biases, and quant_pre_process fuses them into Gemm)."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(source))
+    initializers = {t.name: t for t in proto.graph.initializer}
+    changed = False
+    for node in proto.graph.node:
+        if node.op_type != "Gemm" or len(node.input) < 3 or node.input[2] not in initializers:
+            continue
+        bias = initializers[node.input[2]]
+        if len(bias.dims) == 2 and bias.dims[0] == 1:
+            flat = numpy_helper.from_array(numpy_helper.to_array(bias).reshape(-1), bias.name)
+            bias.CopyFrom(flat)
+            changed = True
+    if not changed:
+        return source
+    out = work_dir / "gemm-bias-1d.onnx"
+    onnx.save(proto, str(out))
+    if source != original:
+        source.unlink(missing_ok=True)
+    return out
 
 
 def _onnx_input_dtypes(path: Path) -> dict[str, Any]:
