@@ -165,11 +165,22 @@ class TFLiteConvert(Pass):
                 ctx.calibration, model.signature, source_inputs, config.calibration_samples, ctx.target
             )
 
+        frozen_from: list[Any] = []  # the loaded SavedModel must outlive the conversion
+
         def make_converter() -> Any:
             try:
-                converter = tf.lite.TFLiteConverter.from_saved_model(
-                    str(saved_model), signature_keys=[_SERVING_KEY]
-                )
+                if model.format == "savedmodel":
+                    # From the signature's concrete function, with the loaded object to freeze
+                    # its variables: from_saved_model keeps resource variables of a tf.Module
+                    # (READ_VARIABLE/VAR_HANDLE ops) that int8 cannot take and LiteRT answers NaN.
+                    loaded = tf.saved_model.load(str(saved_model))
+                    frozen_from.append(loaded)
+                    function = loaded.signatures[_SERVING_KEY]
+                    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
+                else:
+                    converter = tf.lite.TFLiteConverter.from_saved_model(
+                        str(saved_model), signature_keys=[_SERVING_KEY]
+                    )
             except Exception as e:
                 raise PassError(
                     f"target {ctx.target}: the TFLite converter cannot read the model: {_one_line(str(e))}"
