@@ -67,16 +67,9 @@ VALIDATION = 500
 CALIBRATION = 200
 COMPLETE = ".zoo-complete"
 
-# Default targets of every zoo project. lambda-arm64 runs python3.13 as in samples/digits:
-# no Debian release ships an aarch64 3.12, so the build's init check could not run it here.
+# Every default target a zoo project is built for, with the profiles' own defaults.
 TARGETS = ("lambda-x86_64", "lambda-arm64", "rpi-tflite", "intel-openvino", "jetson-trt")
-TARGET_CONFIG: list[Any] = [
-    "lambda-x86_64",
-    {"name": "lambda-arm64", "overrides": {"lambda_runtime": "python3.13"}},
-    "rpi-tflite",
-    "intel-openvino",
-    "jetson-trt",
-]
+TARGET_CONFIG: list[Any] = list(TARGETS)
 # Libraries whose version decides a zoo model's bytes: part of the content key.
 KEY_PACKAGES = (
     "numpy",

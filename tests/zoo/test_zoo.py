@@ -135,6 +135,7 @@ def build_cell(project: Path, target: str, out: Path) -> dict[str, Any]:
         manifest = json.loads(files["edgepack.json"])
         metrics = (manifest.get("fidelity") or {}).get("metrics") or {}
         outcome.update(
+            manifest_bytes=len(files["edgepack.json"]),
             artifact=str(r.artifact),
             backend=manifest["runtime"]["backend"],
             variant=manifest["model"].get("variant"),
@@ -164,6 +165,8 @@ def test_zoo_cell(model: str, target: str, zoo: Path, tmp_path: Path) -> None:
         assert outcome["ok"], f"expected {expected}, got exit {outcome['exit_code']}: {outcome['error']}"
         assert outcome["backend"] == expected.backend, outcome
         assert outcome["precision"] in expected.precisions, outcome
+        # The health-check sample lives in its own file: the manifest stays small for every model.
+        assert outcome["manifest_bytes"] < 64_000, outcome
     else:
         assert not outcome["ok"], f"expected refusal {expected}, but it shipped: {outcome}"
         error = outcome["error"] or ""
