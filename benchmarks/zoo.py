@@ -3,10 +3,9 @@
 
 Per model x target, with ``edgepack.build()`` exactly as ``edgepack build`` runs it:
 
-- variant shipped and its precision, classified from the shipped model itself: full int8,
-  mixed (int8 with N float layers: TFLite ops that still compute in float32, ONNX
-  Conv/MatMul/Gemm without a DequantizeLinear weight, OpenVINO convolutions/matmuls fed
-  by no FakeQuantize), dynamic int8, fp16 or fp32;
+- variant shipped and its precision, as the manifest records it (counted from the shipped
+  file's ops): full int8, mixed (int8 with the N layers a mixed-precision variant kept in
+  float), dynamic int8, fp16 or fp32;
 - top-1 agreement and accuracy drop against the original model (the build's fidelity
   record in ``edgepack.json``; accuracy only where the model is labelled);
 - model size and p50 latency (batch 1, the manifest's sample input, ``--runs`` timed calls
@@ -82,63 +81,15 @@ def log(message: str) -> None:
 # -- precision of a shipped model -------------------------------------------------------
 
 
-def _tflite_float_layers(path: Path) -> int:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path))
-    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interpreter.get_tensor_details()}
-    count = 0
-    for op in interpreter._get_ops_details():
-        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
-            continue
-        indices = [int(i) for i in [*op["inputs"], *op["outputs"]] if int(i) >= 0]
-        if any(dtypes.get(i) == np.float32 for i in indices):
-            count += 1
-    return count
-
-
-def _onnx_float_layers(path: Path) -> int:
-    import onnx
-
-    graph = onnx.load(str(path)).graph
-    producers = {out: node.op_type for node in graph.node for out in node.output}
-    compute = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")]
-    return sum(1 for n in compute if len(n.input) > 1 and producers.get(n.input[1]) != "DequantizeLinear")
-
-
-def _openvino_float_layers(path: Path) -> int:
-    """Convolutions/matmuls whose weights reach them through no int8 constant or FakeQuantize."""
-    import openvino as ov
-
-    def quantized(node: Any, depth: int = 0) -> bool:
-        kind = node.get_type_name()
-        if kind == "FakeQuantize":
-            return True
-        if kind == "Constant":
-            return node.get_element_type().get_type_name() in ("i8", "u8", "i4", "u4")
-        if depth >= 4:
-            return False
-        return any(quantized(node.input_value(i).get_node(), depth + 1) for i in range(node.get_input_size()))
-
-    model = ov.Core().read_model(str(path))
-    compute = [
-        op
-        for op in model.get_ordered_ops()
-        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")
-    ]
-    return sum(1 for op in compute if op.get_input_size() > 1 and not quantized(op.input_value(1).get_node()))
-
-
 def precision_class(manifest: dict[str, Any], model_path: Path) -> str:
-    precision = manifest["model"]["precision"]
+    """From the manifest: its precision is counted from the shipped file's ops, and a
+    mixed-precision variant records the layers it kept in float."""
+    model = manifest["model"]
+    precision = model["precision"]
     if precision not in ("int8", "int16x8"):
         return {"dynamic": "dynamic int8"}.get(precision, precision)
-    counter = {"tflite": _tflite_float_layers, "onnx": _onnx_float_layers, "openvino": _openvino_float_layers}
-    try:
-        n = counter[manifest["model"]["format"]](model_path)
-    except Exception as e:
-        return f"{precision} (layers not counted: {brief(e, 60)})"
-    return f"full {precision}" if n == 0 else f"mixed {precision}, {n} float layers"
+    kept = int((model.get("details") or {}).get("float_layers") or 0)
+    return f"full {precision}" if kept == 0 else f"mixed {precision}, {kept} float layers"
 
 
 # -- measuring --------------------------------------------------------------------------
