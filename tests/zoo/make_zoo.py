@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+PASSES_TESTS = HERE.parent / "passes"  # the accuracy-control tests' outlier model
 COMMITTED = HERE / "committed"
 SEED = 1234
 VALIDATION = 500
@@ -405,6 +406,21 @@ def make_unsupported_op(project: Path) -> dict[str, Any]:
     return {"calibration": [spd[:200]], "validation": [spd[200:]], "labels": None}
 
 
+def make_outlier_mlp(project: Path) -> dict[str, Any]:
+    """The accuracy-control tests' model: two units 1000x larger than the rest, which full
+    int8 ruins (tests/passes/mixed_models.py). Unlabelled: agreement with the original only."""
+    if str(PASSES_TESTS) not in sys.path:
+        sys.path.insert(0, str(PASSES_TESTS))
+    from mixed_models import build_outlier_model, features
+
+    build_outlier_model(project / "model.keras")
+    return {
+        "calibration": [features(1, CALIBRATION)],
+        "validation": [features(2, VALIDATION)],
+        "labels": None,
+    }
+
+
 ZOO: dict[str, ZooModel] = {
     m.name: m
     for m in [
@@ -450,6 +466,9 @@ ZOO: dict[str, ZooModel] = {
         ),
         ZooModel("tf_onnx", "model.onnx", True, make_tf_onnx, "Keras CNN via tf2onnx.from_function"),
         ZooModel("tflite_file", "model.tflite", True, make_tflite_file, "Keras CNN as float .tflite"),
+        ZooModel(
+            "outlier_mlp", "model.keras", False, make_outlier_mlp, "MLP with outlier units: full int8 fails"
+        ),
         ZooModel(
             "unsupported_op", "saved_model", False, make_unsupported_op, "SavedModel with tf.linalg.sqrtm"
         ),
@@ -524,6 +543,7 @@ def build_zoo(out: Path, names: list[str] | None = None) -> dict[str, Path]:
 def zoo_key() -> str:
     """Content key: this file, the committed exports, the framework versions."""
     h = hashlib.sha256(Path(__file__).read_bytes())
+    h.update((PASSES_TESTS / "mixed_models.py").read_bytes())
     for f in sorted(COMMITTED.iterdir()):
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     for package in KEY_PACKAGES:
