@@ -62,6 +62,7 @@ def choose_variant(shared: BuildInputs, profile: TargetProfile) -> Chosen:
     attempts: list[dict[str, Any]] = []
     full_int8: ModelArtifact | None = None  # the all-int8 model the gate refused, if any
     errors: list[EdgepackError] = []
+    tried = 0
     for variant in profile.variants:
         if not has_gate and needs_validation(variant, profile):
             shared.progress(f"[{profile.name}] variant {variant.name} skipped: it needs validation data")
@@ -75,6 +76,7 @@ def choose_variant(shared: BuildInputs, profile: TargetProfile) -> Chosen:
             )
             continue
         shared.progress(f"[{profile.name}] optimizing: variant {variant.name}")
+        tried += 1
         try:
             optimized = optimize(
                 shared, profile, variant, gate if has_gate else None, thresholds.model_dump(mode="json")
@@ -121,7 +123,7 @@ def choose_variant(shared: BuildInputs, profile: TargetProfile) -> Chosen:
             return Chosen(variant, optimized, fidelity, sample_inputs, sample_outputs, precision)
         if precision["precision"] == "int8" and not float_layer_records(optimized.details):
             full_int8 = optimized
-    if errors and len(errors) == len(profile.variants):
+    if errors and len(errors) == tried:
         # No variant even converted: the model is the problem (e.g. an op no converter takes),
         # not fidelity; say so with the converter's own one-line error.
         raise errors[0]
