@@ -35,6 +35,8 @@ from edgepack.vendoring import (
 )
 
 X86, ARM = "lambda-x86_64", "lambda-arm64"
+# Each profile's Lambda Python: arm64 defaults to python3.13 (Debian ships an aarch64 3.13 to run it).
+PYTHON = {X86: "3.12", ARM: "3.13"}
 # The issue's budget for the LiteRT Lambda's runtime dependencies, unzipped.
 RUNTIME_DEPENDENCIES_BUDGET = 85_000_000
 
@@ -110,12 +112,13 @@ def test_report_lists_every_installed_distribution(
         assert set(pkg.wheel.removesuffix(".whl").split("-")[-1].split(".")) == {
             t.split("-")[2] for t in pkg.tags
         }
+    cp = "cp" + PYTHON[name].replace(".", "")
     litert = by_name["ai-edge-litert"]
     assert litert.version == "2.3.0"
-    assert litert.tags == (f"cp312-cp312-manylinux_2_27_{arch}",)
-    assert litert.wheel == f"ai_edge_litert-2.3.0-cp312-cp312-manylinux_2_27_{arch}.whl"
+    assert litert.tags == (f"{cp}-{cp}-manylinux_2_27_{arch}",)
+    assert litert.wheel == f"ai_edge_litert-2.3.0-{cp}-{cp}-manylinux_2_27_{arch}.whl"
     numpy_pkg = by_name["numpy"]
-    assert numpy_pkg.version.startswith("2.") and all(t.startswith("cp312-cp312-") for t in numpy_pkg.tags)
+    assert numpy_pkg.version.startswith("2.") and all(t.startswith(f"{cp}-{cp}-") for t in numpy_pkg.tags)
     assert all(t.endswith(f"_{arch}") for t in numpy_pkg.tags)
     assert by_name["aws-lambda-powertools"].tags == ("py3-none-any",)
     # What the manifest and the attestation record.
@@ -129,12 +132,12 @@ def test_native_files_are_for_the_target(vendored: dict[str, Vendored]) -> None:
     x86 = vendored[X86].dest
     arm = vendored[ARM].dest
     assert list(x86.glob("numpy/_core/_multiarray_umath.cpython-312-x86_64-linux-gnu.so"))
-    assert list(arm.glob("numpy/_core/_multiarray_umath.cpython-312-aarch64-linux-gnu.so"))
+    assert list(arm.glob("numpy/_core/_multiarray_umath.cpython-313-aarch64-linux-gnu.so"))
     # Nothing compiled by the build host's interpreter, no installer leftovers.
     assert not list(x86.rglob("*.pyc"))
     assert not (x86 / ".lock").exists()
     for name, arch in ((X86, "x86_64"), (ARM, "aarch64")):
-        audit_tree(vendored[name].dest, arch, "2.34", python="3.12")
+        audit_tree(vendored[name].dest, arch, "2.34", python=PYTHON[name])
 
 
 def test_two_targets_get_different_wheels_with_real_digests(vendored: dict[str, Vendored]) -> None:
@@ -372,14 +375,15 @@ def test_trimmed_x86_64_tree_runs_a_tflite_model_in_a_clean_python312(
 def test_trimmed_arm64_tree_runs_a_tflite_model_under_qemu(
     tiny_tflite: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
-    """The arm64 trim rules, proved on aarch64: Debian ships no aarch64 CPython 3.12, so the
-    same profile is vendored for Lambda python3.13 and run with trixie's python3.13 under qemu."""
+    """The arm64 trim rules, proved on aarch64: the profile's Lambda python3.13, vendored and
+    run with trixie's python3.13 under qemu."""
     if shutil.which("mmdebstrap") is None:
         pytest.skip("needs mmdebstrap (apt-get install mmdebstrap) for an aarch64 CPython and qemu")
     cache = BuildCache.default()
     # The same trixie python3.13 and qemu 10 that local invoke runs arm64 artifacts with.
     emulated = aarch64_python("3.13", cache)
-    profile = load_target(ARM, {"lambda_runtime": "python3.13"})
+    profile = load_target(ARM)
+    assert profile.lambda_runtime == "python3.13"
     tree = tmp_path / "tree"
     report = vendor(profile, tree, cache)
     assert "ai_edge_litert/libLiteRtWebGpuAccelerator.so" in report.trimmed
@@ -433,7 +437,7 @@ def test_pip_fallback_installs_the_same_wheels(
         # Same file from the same index, digests from two installers' own reports.
         assert (ours[name].wheel, ours[name].sha256) == (theirs[name].wheel, theirs[name].sha256)
     assert not list((tmp_path / "pip").rglob("__pycache__"))
-    audit_tree(tmp_path / "pip", "aarch64", "2.34", python="3.12")
+    audit_tree(tmp_path / "pip", "aarch64", "2.34", python=PYTHON[ARM])
 
 
 # -- when no wheel fits -----------------------------------------------------------------
@@ -446,7 +450,7 @@ def test_openvino_for_lambda_arm64_names_the_glibc_it_needs(tmp_path: Path) -> N
         vendor(profile, dest, BuildCache.default())
     message = e.value.hint()
     assert re.search(
-        r"openvino==\S+ has no wheel for Lambda python3\.12 on aarch64 with glibc <= 2\.34 "
+        r"openvino==\S+ has no wheel for Lambda python3\.13 on aarch64 with glibc <= 2\.34 "
         r"\(newest it ships: manylinux_2_(\d+)_aarch64\)",
         message,
     ), message
