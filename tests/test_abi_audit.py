@@ -19,6 +19,8 @@ from edgepack.targets import load_target
 from edgepack.vendoring import vendor
 
 X86, ARM = "lambda-x86_64", "lambda-arm64"
+# Each profile's Lambda Python: arm64 defaults to python3.13 (Debian ships an aarch64 3.13 to run it).
+PYTHON = {X86: "3.12", ARM: "3.13"}
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +42,14 @@ def x86_copy(trees: dict[str, Path], tmp_path: Path) -> Path:
 
 
 def _aarch64_so(trees: dict[str, Path]) -> Path:
-    found = sorted(trees[ARM].glob("numpy/_core/_multiarray_umath.cpython-312-aarch64-linux-gnu.so"))
+    found = sorted(trees[ARM].glob("numpy/_core/_multiarray_umath.cpython-313-aarch64-linux-gnu.so"))
     assert found, "the arm64 tree has numpy's core extension"
     return found[0]
 
 
 def test_real_trees_pass(trees: dict[str, Path]) -> None:
     for name, arch in ((X86, "x86_64"), (ARM, "aarch64")):
-        report = audit_tree(trees[name], arch, "2.34", python="3.12")
+        report = audit_tree(trees[name], arch, "2.34", python=PYTHON[name])
         assert isinstance(report, AuditReport)
         assert len(report.elf_files) >= 10, "numpy and litert ship a dozen native files at least"
         assert {f.machine for f in report.elf_files} == {arch}
@@ -60,7 +62,7 @@ def test_real_trees_pass(trees: dict[str, Path]) -> None:
 
 
 def test_wrong_architecture_so_is_named(trees: dict[str, Path], x86_copy: Path) -> None:
-    name = "numpy/_core/_multiarray_umath.cpython-312-aarch64-linux-gnu.so"
+    name = "numpy/_core/_multiarray_umath.cpython-313-aarch64-linux-gnu.so"
     shutil.copyfile(_aarch64_so(trees), x86_copy / name)
     with pytest.raises(AbiAuditError) as e:
         audit_tree(x86_copy, "x86_64", "2.34", python="3.12")
