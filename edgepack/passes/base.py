@@ -88,6 +88,12 @@ def register(name: str, target: str) -> None:
     _LOADED.pop(name, None)
 
 
+def unregister(name: str) -> None:
+    """Remove a pass registered with ``register`` (tests, plug-ins being unloaded)."""
+    _REGISTRY.pop(name, None)
+    _LOADED.pop(name, None)
+
+
 def known_passes() -> list[str]:
     return sorted(_REGISTRY)
 

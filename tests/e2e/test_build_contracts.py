@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,7 +22,7 @@ from edgepack.build import build
 from edgepack.cli.main import cli
 from edgepack.model.base import ModelArtifact, ModelFormat
 from edgepack.passes import register
-from edgepack.passes.base import Pass, PassConfig, PassContext
+from edgepack.passes.base import Pass, PassConfig, PassContext, unregister
 from edgepack.signing.keys import generate_keypair
 
 pytestmark = pytest.mark.slow
@@ -118,8 +119,16 @@ class BrokenOpenVino(_Broken):
         path.with_suffix(".bin").write_bytes(b"")
 
 
-for _cls in (BrokenTFLite, BrokenOnnx, BrokenOpenVino):
-    register(_cls.name, f"{__name__}:{_cls.__name__}")
+@pytest.fixture(scope="module", autouse=True)
+def _broken_passes() -> Iterator[None]:
+    """Registered for this module's tests only: the registry is process-wide."""
+    broken = (BrokenTFLite, BrokenOnnx, BrokenOpenVino)
+    for cls in broken:
+        register(cls.name, f"{__name__}:{cls.__name__}")
+    yield
+    for cls in broken:
+        unregister(cls.name)
+
 
 # Each backend with the cheapest target that runs it, and the target's own last (fp32) variant.
 BACKENDS = {
