@@ -217,10 +217,8 @@ _BACKEND_FORMAT = {"litert": "tflite", "onnxruntime": "onnx", "openvino": "openv
 def _check_pass_chains(project: Project) -> None:
     """Check every variant's passes exist, take the format they are given, parse their
     configs, and end with a model the target's backend runs, before anything runs."""
-    from .model.loader import infer_format
     from .passes import get_pass
 
-    start = project.file.model.format or infer_format(project.model_path)
     for profile in project.targets:
         if profile.packager not in _PACKAGERS:
             raise ConfigError(
@@ -231,7 +229,7 @@ def _check_pass_chains(project: Project) -> None:
         target_thresholds(project, profile)  # a bad per-target threshold is refused before any work
         runs = _BACKEND_FORMAT[profile.backend]
         for vi, variant in enumerate(profile.variants):
-            fmt = start
+            fmt: str | None = profile.source_format  # load_target resolved it (model.format or the path)
             where = f"target {profile.name}: variants.{vi}({variant.name})"
             for pi, spec in enumerate(variant.passes):
                 p = get_pass(spec.name)
@@ -351,12 +349,8 @@ def _stage_and_package(
     )
     hooks_module = None
     if project.file.hooks:
-        hooks_path = project.resolve(project.file.hooks)
-        if not hooks_path.is_file() or hooks_path.suffix != ".py":
-            raise ConfigError(
-                f"hooks file not found or not a .py file: {hooks_path}", where=_where(project, "hooks")
-            )
-        shutil.copyfile(hooks_path, staging / f"{_HOOKS_MODULE}.py")
+        # load_project has checked it is a .py file that compiles (hooks_check).
+        shutil.copyfile(project.resolve(project.file.hooks), staging / f"{_HOOKS_MODULE}.py")
         hooks_module = _HOOKS_MODULE
 
     render_template_set(

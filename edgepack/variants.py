@@ -8,6 +8,7 @@ ships something that passed the gate; the attempts record what was given up on t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,13 +51,15 @@ def choose_variant(shared: BuildInputs, profile: TargetProfile) -> Chosen:
     thresholds = target_thresholds(shared.project, profile)
     validation, reference = shared.validation, shared.reference_outputs
 
-    def gate(candidate: ModelArtifact) -> Any:
+    def judge(predict: Callable[[Batch], Batch]) -> Any:
         assert validation is not None and reference is not None
-        predict = artifact_predictor(profile.backend, candidate, profile.runtime_settings).predict
         candidate_outputs = predict_batched(predict, validation.inputs)
         return evaluate(
             reference, candidate_outputs, validation.labels, thresholds, classes=shared.project.classes
         )
+
+    def gate(candidate: ModelArtifact) -> Any:
+        return judge(artifact_predictor(profile.backend, candidate, profile.runtime_settings).predict)
 
     has_gate = validation is not None and reference is not None
     attempts: list[dict[str, Any]] = []
@@ -84,7 +87,7 @@ def choose_variant(shared: BuildInputs, profile: TargetProfile) -> Chosen:
             predict = artifact_predictor(profile.backend, optimized, profile.runtime_settings).predict
             sample_inputs = first_sample(shared.validation or shared.calibration, optimized.signature)
             sample_outputs = predict(sample_inputs)
-            report = gate(optimized) if has_gate else None
+            report = judge(predict) if has_gate else None  # the model loaded once, for both
         except (DataError, ConfigError):
             raise  # the project's data or config is wrong: no other variant would fare better
         except Exception as e:  # a variant that cannot convert, load or run is a failed attempt
