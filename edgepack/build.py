@@ -23,6 +23,7 @@ from .artifact_files import read_artifact
 from .build_inputs import BuildInputs, Progress
 from .cache import BuildCache, sha256_file, sha256_tree
 from .config import Project, load_project
+from .container_image import container_outputs_for, fit_profile_to_base, resolve_base_image
 from .errors import ConfigError, EdgepackError, PackagingError
 from .host_run import host_predictor, predict_batched
 from .manifest import ManifestInputs, manifest_dict, write_manifest
@@ -37,7 +38,7 @@ from .versions import tool_versions
 __all__ = ["BuildResult", "TargetResult", "build", "host_predictor"]
 
 _HOOKS_MODULE = "edgepack_user_hooks"
-_ARTIFACT_SUFFIX = {"lambda-zip": ".zip", "ota-bundle": ".bundle.tar.gz"}
+_ARTIFACT_SUFFIX = {"lambda-zip": ".zip", "ota-bundle": ".bundle.tar.gz", "oci-image": ".tar.gz"}
 _PACKAGERS = frozenset(_ARTIFACT_SUFFIX)
 
 
@@ -60,6 +61,7 @@ class TargetResult:
     given_up: str = ""  # the variants tried before the shipped one, and why they failed
     mixed_cost: dict[str, Any] = field(default_factory=dict)  # a mixed model's size/latency vs full int8
     cached: bool = False
+    image: dict[str, Any] | None = None  # container targets: their image, build context and note
     seconds: float = 0.0
     error: str | None = None
     exit_code: int = 0
@@ -105,6 +107,7 @@ def build(
     progress: Progress | None = None,
     key_path: Path | None = None,
     epoch: int | None = None,
+    base_image: Path | None = None,
 ) -> BuildResult:
     """Build the project's targets (or the named ones) into ``out_dir``.
 
@@ -125,6 +128,7 @@ def build(
     cache = cache or BuildCache.default()
     epoch = source_date_epoch() if epoch is None else epoch
     signer = _signer(project, key_path, load_signer)
+    base = resolve_base_image(project, base_image, cache)
 
     pf = project.file
     say(f"loading model {pf.model.path}")
@@ -156,12 +160,13 @@ def build(
         epoch=epoch,
         progress=say,
         tools=tool_versions(),
+        base_image=base,
     )
     results = []
     for profile in project.targets:
         started = time.perf_counter()
         try:
-            result = _build_target(shared, profile, out)
+            result = _build_target(shared, fit_profile_to_base(profile, base), out)
         except EdgepackError as e:
             say(f"[{profile.name}] failed: {e.hint()}")
             result = TargetResult(
@@ -263,7 +268,7 @@ def _build_target(shared: BuildInputs, profile: TargetProfile, out: Path) -> Tar
     if cached is not None and (cached / final.name).is_file():
         say(f"[{profile.name}] unchanged: reusing the cached artifact")
         _place(cached / final.name, final, shared)
-        return _result_from_artifact(profile, final, cached=True)
+        return _with_image(_result_from_artifact(profile, final, cached=True), final, shared, profile)
 
     chosen = choose_variant(shared, profile)
     staging = Path(tempfile.mkdtemp(prefix=f".{profile.name}-staging-", dir=out))
@@ -279,7 +284,18 @@ def _build_target(shared: BuildInputs, profile: TargetProfile, out: Path) -> Tar
         shutil.copy2(final, Path(tmp) / final.name)
         shared.cache.put_dir("artifacts", artifact_key, Path(tmp))
     say(f"[{profile.name}] wrote {final}")
-    return _result_from_artifact(profile, final, cached=False, package_report=package_report)
+    result = _result_from_artifact(profile, final, cached=False, package_report=package_report)
+    return _with_image(result, final, shared, profile)
+
+
+def _with_image(
+    result: TargetResult, final: Path, shared: BuildInputs, profile: TargetProfile
+) -> TargetResult:
+    if profile.kind != "container":
+        return result
+    outputs = container_outputs_for(final, shared, profile)
+    shared.progress(f"[{profile.name}] {outputs.note}")
+    return replace(result, image={**outputs.to_dict(), "note": outputs.note})
 
 
 def _artifact_key(shared: BuildInputs, profile: TargetProfile) -> str:
@@ -484,7 +500,7 @@ def _package(profile: TargetProfile, staging: Path, partial: Path, epoch: int) -
         from .packaging.lambda_zip import package_lambda
 
         return package_lambda(staging, partial, profile.limits, epoch)
-    if profile.packager == "ota-bundle":
+    if profile.packager in ("ota-bundle", "oci-image"):  # an image is made from the verified bundle
         from .packaging.bundle import write_bundle
 
         return write_bundle(staging, partial, epoch)

@@ -27,3 +27,4 @@ class BuildInputs:
     epoch: int
     progress: Progress
     tools: dict[str, str]
+    base_image: Any = None  # container_base.BaseImage for container targets, when given

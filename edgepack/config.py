@@ -125,6 +125,19 @@ class TelemetrySpec(_Strict):
     service: str | None = None
 
 
+class ContainerProjectSpec(_Strict):
+    base_image: str | None = Field(
+        default=None,
+        description="base image for container targets: an OCI layout directory or OCI archive "
+        "(e.g. written by `edgepack base-image`), relative to the project; `--base-image` overrides it",
+    )
+    tag: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
+        description="image tag (default: the project's version)",
+    )
+
+
 class ProjectFile(_Strict):
     """``edgepack.yaml`` exactly as written."""
 
@@ -137,6 +150,7 @@ class ProjectFile(_Strict):
     signing: SigningSpec | None = None
     telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
     hooks: str | None = Field(default=None, description="Python file or module of user hooks, packaged in")
+    container: ContainerProjectSpec = Field(default_factory=ContainerProjectSpec)
 
     @field_validator("version")
     @classmethod

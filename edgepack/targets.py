@@ -69,6 +69,24 @@ class Limits(_Frozen):
     unzipped_bytes: int | None = None
 
 
+class Resources(_Frozen):
+    cpu: str = Field(pattern=r"^[0-9]+(\.[0-9]+)?m?$")
+    memory: str = Field(pattern=r"^[0-9]+(Ki|Mi|Gi)$")
+
+
+class ResourceSpec(_Frozen):
+    requests: Resources = Field(default_factory=lambda: Resources(cpu="1", memory="512Mi"))
+    limits: Resources = Field(default_factory=lambda: Resources(cpu="2", memory="1Gi"))
+
+
+class ContainerSpec(_Frozen):
+    """How a container target's image serves: its port, user and Kubernetes resources."""
+
+    port: int = Field(default=8080, ge=1, le=65535)
+    user: str = Field(default="10001:10001", pattern=r"^[0-9]+(:[0-9]+)?$")
+    resources: ResourceSpec = Field(default_factory=ResourceSpec)
+
+
 class TargetProfile(_Frozen):
     name: str
     description: str = ""
@@ -95,6 +113,7 @@ class TargetProfile(_Frozen):
     templates: str
     packager: Literal["lambda-zip", "oci-image", "ota-bundle"]
     limits: Limits = Field(default_factory=Limits)
+    container: ContainerSpec | None = None  # kind: container only
     trim: list[str] = Field(default_factory=list)  # glob patterns, relative to the vendored root
 
     @model_validator(mode="after")
@@ -146,6 +165,7 @@ OVERRIDABLE = frozenset(
         "runtime_packages",
         "runtime_settings",
         "limits",
+        "container",
         "trim",
         "thresholds",
         "sources",

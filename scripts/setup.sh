@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: mmdebstrap builds the aarch64 Python root that arm64
-# artifacts are run in under qemu user-mode emulation.
-DEBIAN_PACKAGES=(mmdebstrap)
+# Debian packages the tests use: mmdebstrap builds base rootfs images and the aarch64 Python
+# root that arm64 artifacts run in under qemu; skopeo and umoci validate OCI layouts; podman
+# and runc run the images; promtool (prometheus) lints /metrics.
+DEBIAN_PACKAGES=(mmdebstrap skopeo umoci podman runc prometheus)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

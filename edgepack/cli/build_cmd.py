@@ -76,6 +76,8 @@ def format_summary(result: Any) -> str:
             )
         if r.ok and r.artifact:
             lines.append(f"{r.target}: {r.artifact}")
+        if r.ok and r.image:
+            lines.append(f"{r.target}: {r.image['note']}")
         elif not r.ok:
             lines.append(f"{r.target}: {r.error}")
     return "\n".join(lines)
@@ -90,10 +92,21 @@ def format_summary(result: Any) -> str:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Signing key (overrides signing.key).",
 )
+@click.option(
+    "--base-image",
+    type=click.Path(exists=True, path_type=Path),
+    help="Base image for container targets: an OCI layout or archive (overrides container.base_image).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def build(
-    project: Path, targets: tuple[str, ...], out: Path, key: Path | None, as_json: bool, quiet: bool
+    project: Path,
+    targets: tuple[str, ...],
+    out: Path,
+    key: Path | None,
+    base_image: Path | None,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
     """Build signed artifacts for PROJECT (a directory with edgepack.yaml, or the file)."""
     from ..build import build as run_build
@@ -105,7 +118,9 @@ def build(
             click.echo(f"[{time.perf_counter() - started:6.1f}s] {message}", err=True)
 
     if not as_json:
-        result = run_build(project, out, list(targets) or None, progress=progress, key_path=key)
+        result = run_build(
+            project, out, list(targets) or None, progress=progress, key_path=key, base_image=base_image
+        )
         click.echo(format_summary(result))
         _report_failures(result)
         sys.exit(result.exit_code if not result.ok else EXIT_OK)
@@ -114,7 +129,9 @@ def build(
     # (NNCF's progress bars, converters' INFO lines, native code) write to stderr meanwhile.
     with _stdout_to_stderr() as stdout:
         try:
-            result = run_build(project, out, list(targets) or None, progress=progress, key_path=key)
+            result = run_build(
+                project, out, list(targets) or None, progress=progress, key_path=key, base_image=base_image
+            )
         except EdgepackError as e:
             click.echo(f"edgepack: error: {e.hint()}", err=True)
             _emit(stdout, {"ok": False, "error": e.hint(), "exit_code": e.exit_code, "targets": []})
