@@ -39,7 +39,6 @@ __all__ = ["BuildResult", "TargetResult", "build", "host_predictor"]
 
 _HOOKS_MODULE = "edgepack_user_hooks"
 _ARTIFACT_SUFFIX = {"lambda-zip": ".zip", "ota-bundle": ".bundle.tar.gz", "oci-image": ".tar.gz"}
-_PACKAGERS = frozenset(_ARTIFACT_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -225,12 +224,6 @@ def _check_pass_chains(project: Project) -> None:
     from .passes import get_pass
 
     for profile in project.targets:
-        if profile.packager not in _PACKAGERS:
-            raise ConfigError(
-                f"packager {profile.packager} is not available in edgepack {__version__} "
-                f"(available: {', '.join(sorted(_PACKAGERS))})",
-                where=f"target {profile.name}",
-            )
         target_thresholds(project, profile)  # a bad per-target threshold is refused before any work
         runs = _BACKEND_FORMAT[profile.backend]
         for vi, variant in enumerate(profile.variants):

@@ -371,17 +371,19 @@ def resolve_base_image(project: Any, cli_path: Path | None, cache: Any) -> Any:
         return None
     from .container_base import load_base_image
 
-    return load_base_image(Path(path), cache=cache)
+    base = load_base_image(Path(path), cache=cache)
+    for profile in project.targets:
+        if profile.kind == "container" and base.arch != profile.arch:
+            raise ConfigError(
+                f"base image is {base.arch}, target {profile.name} is {profile.arch}", where=str(path)
+            )
+    return base
 
 
 def fit_profile_to_base(profile: Any, base: Any) -> Any:
     """A container profile whose Python and glibc are the base image's: they decide the wheel tags."""
     if profile.kind != "container" or base is None:
         return profile
-    if base.arch != profile.arch:
-        raise ConfigError(
-            f"base image is {base.arch}, target {profile.name} is {profile.arch}", where=str(base.layout)
-        )
     update = {"python": base.python or profile.python, "glibc": base.glibc or profile.glibc}
     return profile.model_copy(update=update)
 

@@ -86,11 +86,22 @@ def test_bad_config_is_one_line_exit_2(sample_project: Path, tmp_path: Path) -> 
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_target_without_a_packager_fails_before_any_work(sample_project: Path, tmp_path: Path) -> None:
+def test_a_base_image_that_is_not_an_image_fails_before_any_work(
+    sample_project: Path, tmp_path: Path
+) -> None:
+    from edgepack.signing.keys import generate_keypair
+
+    key, _ = generate_keypair(tmp_path / "k")
     out = tmp_path / "dist"
+    not_an_image = tmp_path / "base"
+    not_an_image.mkdir()
+    (not_an_image / "index.json").write_text("{}")
     result = CliRunner().invoke(
-        cli, ["build", str(sample_project), "--target", "container-cpu", "--out", str(out)]
-    )
+        cli,
+        ["build", str(sample_project), "--target", "container-cpu", "--out", str(out),
+         "--base-image", str(not_an_image), "--key", str(key)],
+    )  # fmt: skip
     assert result.exit_code == 2
-    assert "target container-cpu: packager oci-image is not available" in result.output
+    error = [line for line in result.output.splitlines() if line.startswith("edgepack: error:")]
+    assert len(error) == 1 and str(not_an_image) in error[0]
     assert not out.exists()

@@ -1,0 +1,402 @@
+"""Issue 12 end to end: the container-cpu target builds an OCI image without a daemon, real tools
+check it (skopeo copies every blob, umoci unpacks it), podman runs it, and tritonclient gets the
+predictor's answers from it; the Dockerfile builds the same image; a model-only change replaces
+one layer."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from edgepack.build import BuildResult, build
+from edgepack.container_image import IMAGE_ATTESTATION, write_container_outputs
+from edgepack.packaging.oci import manifest_digest, read_blob_json
+from edgepack.signing.dsse import open_envelope
+from edgepack.signing.keys import Ed25519FileSigner, generate_keypair, load_public_keys
+from edgepack.signing.open_artifact import open_artifact
+from edgepack.signing.verify import verify_tree
+
+pytestmark = pytest.mark.slow
+
+EPOCH = 1_700_000_000
+TARGET = "container-cpu"
+
+
+@dataclass(frozen=True)
+class Built:
+    project: Path
+    out: Path
+    result: BuildResult
+
+    @property
+    def bundle(self) -> Path:
+        return self.out / f"digits-1.0.0-{TARGET}.tar.gz"
+
+    @property
+    def outputs(self) -> Path:
+        return self.out / f"digits-1.0.0-{TARGET}"
+
+    @property
+    def layout(self) -> Path:
+        return self.outputs / "oci"
+
+    @property
+    def keys(self) -> list[Any]:
+        return load_public_keys([self.project / "keys" / "dev.pub"])
+
+    @property
+    def signer(self) -> Ed25519FileSigner:
+        return Ed25519FileSigner.from_file(self.project / "keys" / "dev.key")
+
+
+def _project(sample_dir: Path, dest: Path) -> Path:
+    shutil.copytree(sample_dir, dest, ignore=shutil.ignore_patterns("keys", "__pycache__"))
+    generate_keypair(dest / "keys" / "dev")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def built(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory, debian_base_image: Any) -> Built:
+    root = tmp_path_factory.mktemp("container")
+    project = _project(sample_dir, root / "digits")
+    out = root / "dist"
+    result = build(project, out, [TARGET], epoch=EPOCH, base_image=debian_base_image.layout)
+    assert result.ok, result.results[0].error
+    return Built(project, out, result)
+
+
+def _layers(layout: Path, tag: str = "1.0.0") -> dict[str, str]:
+    """Layer name (from its annotation) -> blob digest, for the layers edgepack wrote."""
+    manifest = read_blob_json(layout, manifest_digest(layout, tag))
+    named = {}
+    for desc in manifest["layers"]:
+        name = (desc.get("annotations") or {}).get("dev.edgepack.layer")
+        if name:
+            named[name] = desc["digest"]
+    return named
+
+
+def test_build_writes_the_bundle_the_image_and_the_docker_context(built: Built) -> None:
+    result = built.result.results[0]
+    assert result.image is not None and result.image["manifest_digest"].startswith("sha256:")
+    assert "image oci:" in result.image["note"]
+    assert built.bundle.is_file()
+    for name in (
+        "Dockerfile",
+        ".dockerignore",
+        IMAGE_ATTESTATION,
+        "kubernetes/inferenceservice.yaml",
+        "kubernetes/deployment.yaml",
+        built.bundle.name,
+        "oci/index.json",
+        "oci/oci-layout",
+    ):
+        assert (built.outputs / name).is_file(), name
+    assert (built.outputs / built.bundle.name).read_bytes() == built.bundle.read_bytes()
+    assert sorted(_layers(built.layout)) == ["digits/app", "digits/deps", "digits/model"]
+
+
+def test_skopeo_copy_checks_every_blob_and_refuses_a_corrupt_one(built: Built, tmp_path: Path) -> None:
+    copied = subprocess.run(
+        ["skopeo", "copy", f"oci:{built.layout}:1.0.0", f"oci:{tmp_path / 'copy'}:1.0.0"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert copied.returncode == 0, copied.stderr
+    assert manifest_digest(tmp_path / "copy", "1.0.0") == manifest_digest(built.layout, "1.0.0")
+
+    broken = tmp_path / "broken"
+    shutil.copytree(built.layout, broken)
+    model_blob = broken / "blobs" / "sha256" / _layers(broken)["digits/model"].removeprefix("sha256:")
+    data = bytearray(model_blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_blob.write_bytes(bytes(data))
+    refused = subprocess.run(
+        ["skopeo", "copy", f"oci:{broken}:1.0.0", f"oci:{tmp_path / 'copy2'}:1.0.0"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "digest" in refused.stderr.lower() or "checksum" in refused.stderr.lower()
+
+
+def test_umoci_unpacks_a_root_holding_exactly_the_signed_tree(built: Built, tmp_path: Path) -> None:
+    unpacked = tmp_path / "bundle"
+    run = subprocess.run(
+        ["umoci", "unpack", "--image", f"{built.layout}:1.0.0", str(unpacked)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    app = unpacked / "rootfs" / "app" / "models" / "digits"
+    verified = verify_tree(app, built.keys)  # every file's digest, no file the statement lacks
+    assert verified.manifest["target"]["name"] == TARGET
+    assert (unpacked / "rootfs" / "usr" / "bin" / "python3.11").exists()
+    modes = {p.stat().st_mode & 0o7777 for p in app.rglob("*") if p.is_file()}
+    assert modes <= {0o644, 0o755}
+    config = json.loads((unpacked / "config.json").read_text())
+    assert config["process"]["args"][:4] == [
+        "/usr/bin/python3.11",
+        "-S",
+        "-m",
+        "edgepack_runtime.http_server",
+    ]
+    assert config["process"]["cwd"] == "/app/models/digits"
+
+
+def test_the_image_statement_is_signed_and_names_the_manifest(built: Built) -> None:
+    envelope = json.loads((built.outputs / IMAGE_ATTESTATION).read_text())
+    statement = json.loads(open_envelope(envelope, built.keys).payload)
+    subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+    assert subjects["oci-image:1.0.0"] == manifest_digest(built.layout, "1.0.0").removeprefix("sha256:")
+    import hashlib
+
+    assert subjects[built.bundle.name] == hashlib.sha256(built.bundle.read_bytes()).hexdigest()
+    config = read_blob_json(
+        built.layout, read_blob_json(built.layout, manifest_digest(built.layout, "1.0.0"))["config"]["digest"]
+    )
+    assert config["config"]["Labels"]["dev.edgepack.artifact.sha256"] == subjects[built.bundle.name]
+    other = tmp_key = built.project / "keys" / "other"
+    generate_keypair(tmp_key)
+    with pytest.raises(Exception, match="signature"):
+        open_envelope(envelope, load_public_keys([Path(f"{other}.pub")]))
+
+
+def test_same_inputs_give_the_same_manifest_digest(
+    built: Built, tmp_path: Path, debian_base_image: Any
+) -> None:
+    again = write_container_outputs(
+        [built.bundle], tmp_path / "again", keys=built.keys, signer=built.signer, base=debian_base_image,
+        port=8080, user="10001:10001", resources={"requests": {"cpu": "1", "memory": "512Mi"},
+        "limits": {"cpu": "2", "memory": "1Gi"}}, tag="1.0.0", epoch=EPOCH,
+    )  # fmt: skip
+    assert again.manifest_digest == built.result.results[0].image["manifest_digest"]
+
+
+def test_a_model_only_change_replaces_only_the_model_layer(
+    built: Built, tmp_path: Path, debian_base_image: Any
+) -> None:
+    import keras
+
+    project = tmp_path / "digits"
+    shutil.copytree(built.project, project)
+    model_path = project / "model" / "digits.keras"
+    model = keras.models.load_model(model_path)
+    kernel, bias = model.layers[-1].get_weights()
+    model.layers[-1].set_weights([kernel * 1.001, bias])  # retrained weights, same everything else
+    model.save(model_path)
+    out = tmp_path / "dist"
+    result = build(project, out, [TARGET], epoch=EPOCH, base_image=debian_base_image.layout)
+    assert result.ok, result.results[0].error
+    before, after = _layers(built.layout), _layers(out / f"digits-1.0.0-{TARGET}" / "oci")
+    assert after["digits/deps"] == before["digits/deps"]
+    assert after["digits/app"] == before["digits/app"]
+    assert after["digits/model"] != before["digits/model"]
+
+
+def test_without_a_base_image_the_build_writes_the_docker_context_and_says_so(
+    built: Built, tmp_path: Path
+) -> None:
+    result = build(built.project, tmp_path / "dist", [TARGET], epoch=EPOCH)
+    assert result.ok, result.results[0].error
+    image = result.results[0].image
+    assert image is not None and image["layout"] is None and image["manifest_digest"] is None
+    assert "no base image" in image["note"] and "Dockerfile" in image["note"]
+    outputs = tmp_path / "dist" / f"digits-1.0.0-{TARGET}"
+    assert (outputs / "Dockerfile").is_file() and not (outputs / "oci").exists()
+
+
+def test_a_base_of_another_architecture_is_refused_before_any_work(built: Built, tmp_path: Path) -> None:
+    from edgepack.errors import EdgepackError
+
+    layout = tmp_path / "arm"
+    shutil.copytree(built.layout, layout)
+    # Rewrite the platform the way an arm64 base would declare it.
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"]
+    manifest = read_blob_json(layout, digest)
+    config = read_blob_json(layout, manifest["config"]["digest"])
+    config["architecture"] = "arm64"
+    import hashlib
+
+    def put(value: dict[str, Any]) -> tuple[str, int]:
+        data = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+        d = hashlib.sha256(data).hexdigest()
+        (layout / "blobs" / "sha256" / d).write_bytes(data)
+        return f"sha256:{d}", len(data)
+
+    manifest["config"]["digest"], manifest["config"]["size"] = put(config)
+    index["manifests"][0]["digest"], index["manifests"][0]["size"] = put(manifest)
+    index["manifests"][0].pop("platform", None)
+    (layout / "index.json").write_text(json.dumps(index))
+    out = tmp_path / "dist"
+    with pytest.raises(EdgepackError, match="aarch64") as excinfo:
+        build(built.project, out, [TARGET], epoch=EPOCH, base_image=layout)
+    assert excinfo.value.exit_code == 2
+    assert not out.exists()
+
+
+# -- the image runs -------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _running(podman: Any, image: str, port: int, name: str) -> Iterator[subprocess.Popen[str]]:
+    cmd = podman.run_args(
+        image, env={"EDGEPACK_HOST": "127.0.0.1", "EDGEPACK_PORT": str(port)}, options=["--name", name]
+    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"the container exited {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}"
+                )
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.5)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            subprocess.run([*podman.command(), "stop", "-t", "30", name], capture_output=True, timeout=120)
+            proc.wait(timeout=60)
+
+
+def _expected(built: Built, tmp_path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
+    from edgepack.runtime.predictor import Predictor
+
+    root = tmp_path / "tree"
+    open_artifact(built.bundle, root, built.keys)
+    return Predictor.from_artifact(root).predict({"image": x})
+
+
+def test_the_image_runs_answers_tritonclient_and_stops_on_sigterm(
+    built: Built, podman: Any, tmp_path: Path, validation_npz: Path
+) -> None:
+    import tritonclient.http as httpclient
+
+    x = np.load(validation_npz)["image"][:4].astype(np.float32)
+    expected = _expected(built, tmp_path, x)["probabilities"]
+    port = _free_port()
+    with _running(podman, f"oci:{built.layout}:1.0.0", port, "edgepack-e2e-digits") as proc:
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
+        assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("digits")
+        metadata = client.get_model_metadata("digits")
+        assert metadata["inputs"][0]["name"] == "image"
+        for binary in (False, True):
+            tensor = httpclient.InferInput("image", list(x.shape), "FP32")
+            tensor.set_data_from_numpy(x, binary_data=binary)
+            wanted = httpclient.InferRequestedOutput("probabilities", binary_data=binary)
+            got = client.infer("digits", [tensor], outputs=[wanted]).as_numpy("probabilities")
+            np.testing.assert_array_equal(got, expected)
+        # The probes the Kubernetes manifests name are real routes of the running image.
+        import urllib.request
+
+        for manifest in ("inferenceservice.yaml", "deployment.yaml"):
+            for path in _probe_paths(built.outputs / "kubernetes" / manifest):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+                    assert response.status == 200, path
+        client.close()
+        subprocess.run([*podman.command(), "kill", "--signal", "TERM", "edgepack-e2e-digits"], timeout=60)
+        assert proc.wait(timeout=60) == 0  # PID 1 handled SIGTERM: a SIGKILL would give 137
+        logs = proc.stdout.read() if proc.stdout else ""
+    assert '"msg":"stopped"' in logs.replace(" ", "")
+
+
+def _probe_paths(path: Path) -> list[str]:
+    paths = []
+    for doc in yaml.safe_load_all(path.read_text()):
+        spec = doc.get("spec", {})
+        pod = spec.get("predictor") or spec.get("template", {}).get("spec") or {}
+        for container in pod.get("containers", []):
+            for probe in ("readinessProbe", "livenessProbe"):
+                paths.append(container[probe]["httpGet"]["path"])
+    return paths
+
+
+def test_the_dockerfile_builds_the_same_image(built: Built, podman: Any, debian_base_image: Any) -> None:
+    tag = "localhost/edgepack-e2e-dockerfile:1.0.0"
+    run = subprocess.run(
+        [*podman.command(), "build", "--layers=false", "--network=host", "--format", "docker",
+         "--build-arg", f"BASE_IMAGE=oci:{debian_base_image.layout}:{debian_base_image.tag}",
+         "-t", tag, str(built.outputs)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    image = json.loads(
+        subprocess.run(
+            [*podman.command(), "image", "inspect", tag], capture_output=True, text=True, check=True
+        ).stdout
+    )[0]
+    inspected = image["Config"]
+    ours = read_blob_json(
+        built.layout, read_blob_json(built.layout, manifest_digest(built.layout, "1.0.0"))["config"]["digest"]
+    )["config"]
+    for key in ("Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts", "StopSignal"):
+        assert inspected.get(key) == ours.get(key), key
+    assert set(ours["Env"]) - {"LANG=C.UTF-8"} <= set(inspected["Env"])
+    assert {
+        k: v for k, v in ours["Labels"].items() if not k.startswith("dev.edgepack.base")
+    }.items() <= inspected["Labels"].items()
+    healthcheck = inspected.get("Healthcheck") or image.get("HealthCheck") or {}
+    assert healthcheck.get("Test") == ours["Healthcheck"]["Test"], sorted(image)
+    # Same files: the tree inside the Docker-built image verifies against the bundle's statement.
+    listing = subprocess.run(
+        [*podman.command(), "run", "--rm", "--network=host", "--entrypoint", "/usr/bin/python3.11", tag,
+         "-S", "-c", _HASH_TREE],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert listing.returncode == 0, listing.stderr
+    inside = json.loads(listing.stdout)
+    envelope = json.loads(
+        inside.pop("attestation.dsse.json") and (built.outputs / "oci").exists() and _attestation_of(built)
+    )
+    statement = json.loads(open_envelope(envelope, built.keys).payload)
+    assert inside == {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+
+
+_HASH_TREE = (
+    "import hashlib,os,json;r='/app/models/digits';print(json.dumps({os.path.relpath(os.path.join(d,f),r):"
+    "hashlib.sha256(open(os.path.join(d,f),'rb').read()).hexdigest() for d,_,fs in os.walk(r) for f in fs}))"
+)
+
+
+def _attestation_of(built: Built) -> str:
+    import tarfile
+
+    with tarfile.open(built.bundle) as t:
+        member = t.extractfile("attestation.dsse.json")
+        assert member is not None
+        return member.read().decode()
+
+
+def test_the_kubernetes_manifests_are_well_formed(built: Built) -> None:
+    isvc = yaml.safe_load((built.outputs / "kubernetes" / "inferenceservice.yaml").read_text())
+    assert isvc["apiVersion"] == "serving.kserve.io/v1beta1" and isvc["kind"] == "InferenceService"
+    container = isvc["spec"]["predictor"]["containers"][0]
+    assert container["ports"][0]["containerPort"] == 8080
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": "1Gi"}
+    docs = list(yaml.safe_load_all((built.outputs / "kubernetes" / "deployment.yaml").read_text()))
+    assert [d["kind"] for d in docs] == ["Deployment", "Service"]
+    deployment, service = docs
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert isvc["metadata"]["annotations"]["edgepack.dev/image-manifest-digest"] == manifest_digest(
+        built.layout, "1.0.0"
+    )
