@@ -37,7 +37,20 @@ PositiveInt = Annotated[StrictInt, Field(gt=0)]
 Threads = Annotated[StrictInt, Field(ge=0, description="0 = the library decides")]
 
 
-class LiteRTSettings(_Settings):
+class BatchingSettings(_Settings):
+    """``edgepack/runtime/batching.py``: the HTTP server's dynamic batcher, for any backend."""
+
+    max_batch_size: Annotated[StrictInt, Field(ge=1, le=4096)]
+    max_queue_delay_ms: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)]
+    max_concurrent_batches: Annotated[StrictInt, Field(ge=1, le=64)] = 1
+
+
+class _BackendSettings(_Settings):
+    # Opt-in dynamic batching of concurrent requests (server adapters); the backend never sees it.
+    batching: BatchingSettings | None = None
+
+
+class LiteRTSettings(_BackendSettings):
     """``edgepack/runtime/backends/litert.py``: the TFLite interpreter's options."""
 
     # num_threads; LiteRT takes no 0 (its default is used when the setting is absent).
@@ -113,7 +126,7 @@ class ProviderSpec(_Settings):
         return v
 
 
-class OnnxRuntimeSettings(_Settings):
+class OnnxRuntimeSettings(_BackendSettings):
     """``edgepack/runtime/backends/onnxruntime.py``: provider chain, threads, graph optimization."""
 
     # Tried in order; each "Name" or {name, options}. CPUExecutionProvider always ends the chain.
@@ -143,7 +156,7 @@ _HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 _DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH", "CPU", "GPU", "NPU")
 
 
-class OpenVinoSettings(_Settings):
+class OpenVinoSettings(_BackendSettings):
     """``edgepack/runtime/backends/openvino.py``: device, precision, hint, cache, threads, batch."""
 
     # CPU, GPU, GPU.1, NPU, AUTO, or a virtual device such as AUTO:NPU,GPU,CPU.

@@ -39,10 +39,10 @@ from .errors import ConfigError
 from .packaging.archive import iter_tree
 from .runtime.manifest import ATTESTATION_FILE, MANIFEST_FILE
 from .runtime.sample import SAMPLE_FILE
+from .signing.verify_image import IMAGE_ATTESTATION
 
 APP_ROOT = "/app/models"
 SERVER_MODULE = "edgepack_runtime.http_server"
-IMAGE_ATTESTATION = "image.dsse.json"
 IMAGE_STATEMENT_TYPE = "https://edgepack.dev/buildtypes/oci-image/v1"
 _APP_TOP = ("edgepack_runtime", "serve.py", "edgepack_user_hooks.py")
 _MODEL_TOP = ("model", MANIFEST_FILE, ATTESTATION_FILE, SAMPLE_FILE)

@@ -20,3 +20,31 @@ for arch in x86_64 arm64; do
     --event $SAMPLE/events/oip.json \
     --event $SAMPLE/events/apigw-v2.json
 done
+
+# The container target: an OCI image on a Debian base built offline (no daemon, no registry),
+# verified down to every blob, then served locally by the server the image runs.
+$EP base-image --out dist/base-image
+$EP build "$SAMPLE" --target container-cpu --out dist --base-image dist/base-image
+$EP verify dist/digits-1.0.0-container-cpu --key "$KEY.pub"
+skopeo inspect --raw oci:dist/digits-1.0.0-container-cpu/oci:1.0.0 >/dev/null
+PORT=${EDGEPACK_DEMO_PORT:-18080}
+$EP serve dist/digits-1.0.0-container-cpu.tar.gz --key "$KEY.pub" --port "$PORT" &
+server=$!
+trap 'kill -TERM $server 2>/dev/null || true' EXIT
+.venv/bin/python - "$PORT" "$SAMPLE/events/oip.json" <<'PY'
+import json, sys, time, urllib.request
+
+port, request = sys.argv[1], open(sys.argv[2], "rb").read()
+base = f"http://127.0.0.1:{port}"
+for _ in range(300):
+    try:
+        urllib.request.urlopen(f"{base}/v2/health/ready", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.2)
+reply = urllib.request.urlopen(urllib.request.Request(f"{base}/v2/models/digits/infer", data=request), timeout=10)
+print(json.dumps(json.load(reply))[:300])
+PY
+kill -TERM $server
+wait $server
+trap - EXIT

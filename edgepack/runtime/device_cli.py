@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .dataplane import DataPlane
+from .dataplane import DataPlane, parse_json
 from .errors import BadRequestError, InferenceError
 from .health import health_check
 from .hooks import load_hooks
@@ -29,10 +29,14 @@ def _predict(root: Path, source: str) -> int:
         hooks=load_hooks(manifest.hooks, root),
     )
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-        payload = json.loads(text)
-    except (OSError, ValueError) as e:
+        body = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as e:
         print(json.dumps({"error": {"code": "bad_request", "message": f"cannot read the request: {e}"}}))
+        return 2
+    try:
+        payload = parse_json(body)
+    except BadRequestError as e:
+        print(json.dumps({"error": e.to_dict()}))
         return 2
     try:
         print(json.dumps(plane.infer(payload)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -400,3 +401,209 @@ def test_the_kubernetes_manifests_are_well_formed(built: Built) -> None:
     assert isvc["metadata"]["annotations"]["edgepack.dev/image-manifest-digest"] == manifest_digest(
         built.layout, "1.0.0"
     )
+
+
+# -- edgepack serve and edgepack image: several models --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def second(built: Built, tmp_path_factory: pytest.TempPathFactory, debian_base_image: Any) -> Path:
+    """A second container bundle (another model name), signed by the same key."""
+    root = tmp_path_factory.mktemp("second")
+    project = root / "digits-b"
+    shutil.copytree(built.project, project)
+    config = project / "edgepack.yaml"
+    config.write_text(config.read_text().replace("name: digits\n", "name: digits-b\n", 1))
+    result = build(project, root / "dist", [TARGET], epoch=EPOCH, base_image=debian_base_image.layout)
+    assert result.ok, result.results[0].error
+    return root / "dist" / f"digits-b-1.0.0-{TARGET}.tar.gz"
+
+
+def _edgepack(*args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "edgepack", *args]
+
+
+@contextlib.contextmanager
+def _serving(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        _edgepack("serve", *args, "--port", str(port)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.2)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+def test_edgepack_serve_runs_two_verified_models_and_stops_on_sigterm(
+    built: Built, second: Path, tmp_path: Path, validation_npz: Path
+) -> None:
+    import tritonclient.http as httpclient
+
+    x = np.load(validation_npz)["image"][:3].astype(np.float32)
+    expected = _expected(built, tmp_path, x)["probabilities"]
+    key = str(built.project / "keys" / "dev.pub")
+    with _serving(str(built.bundle), str(second), "--key", key) as (proc, port):
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
+        assert client.is_server_ready(), proc.stderr
+        for model in ("digits", "digits-b"):
+            assert client.is_model_ready(model, "1.0.0")
+            tensor = httpclient.InferInput("image", list(x.shape), "FP32")
+            tensor.set_data_from_numpy(x, binary_data=True)
+            got = client.infer(model, [tensor], model_version="1.0.0").as_numpy("probabilities")
+            np.testing.assert_array_equal(got, expected)
+        client.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        stderr = proc.stderr.read() if proc.stderr else ""
+    assert "WARNING" not in stderr and "UNVERIFIED" not in stderr
+
+
+def test_edgepack_serve_refuses_a_tampered_artifact_with_exit_4(built: Built, tmp_path: Path) -> None:
+    tampered = tmp_path / built.bundle.name
+    data = bytearray(built.bundle.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    tampered.write_bytes(bytes(data))
+    run = subprocess.run(
+        _edgepack("serve", str(tampered), "--key", str(built.project / "keys" / "dev.pub"), "--port", "0"),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 4, run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("edgepack: error:")]
+    assert len(errors) == 1 and str(tampered) in errors[0]
+
+
+def test_edgepack_serve_without_a_key_says_it_runs_unverified_code(built: Built) -> None:
+    with _serving(str(built.bundle)) as (proc, port):
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+        stderr = proc.stderr.read() if proc.stderr else ""
+    assert "WARNING: no --key given: serving UNVERIFIED artifacts" in stderr
+
+
+def test_edgepack_serve_refuses_the_same_model_twice_with_exit_2(built: Built, tmp_path: Path) -> None:
+    copy = tmp_path / "again.tar.gz"
+    shutil.copyfile(built.bundle, copy)
+    run = subprocess.run(
+        _edgepack("serve", str(built.bundle), str(copy), "--port", "0"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    assert "a second artifact of model 'digits'" in run.stderr
+
+
+def test_edgepack_image_holds_several_models_each_verifiable(
+    built: Built, second: Path, tmp_path: Path, debian_base_image: Any
+) -> None:
+    out = tmp_path / "both"
+    run = subprocess.run(
+        _edgepack("image", str(built.bundle), str(second), "--out", str(out), "--base-image",
+                  str(debian_base_image.layout), "--signing-key", str(built.project / "keys" / "dev.key")),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    layers = _layers(out / "oci")
+    assert sorted(layers) == sorted(
+        f"{m}/{k}" for m in ("digits", "digits-b") for k in ("app", "deps", "model")
+    )
+    unpacked = tmp_path / "unpacked"
+    umoci = subprocess.run(
+        ["umoci", "unpack", "--image", f"{out / 'oci'}:1.0.0", str(unpacked)], capture_output=True, text=True
+    )
+    assert umoci.returncode == 0, umoci.stderr
+    for model in ("digits", "digits-b"):
+        assert (
+            verify_tree(unpacked / "rootfs" / "app" / "models" / model, built.keys).manifest["name"] == model
+        )
+    config = json.loads((unpacked / "config.json").read_text())
+    assert config["process"]["args"][4:] == ["/app/models/digits", "/app/models/digits-b"]
+
+
+def test_edgepack_image_refuses_what_is_not_a_signed_bundle(built: Built, tmp_path: Path) -> None:
+    not_a_bundle = tmp_path / "x.tar.gz"
+    not_a_bundle.write_bytes(b"not an archive")
+    run = subprocess.run(
+        _edgepack("image", str(not_a_bundle), "--out", str(tmp_path / "o"),
+                  "--signing-key", str(built.project / "keys" / "dev.key")),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 4, run.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def _verify(path: Path, key: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _edgepack("verify", str(path), "--key", str(key)), capture_output=True, text=True, timeout=300
+    )
+
+
+def test_edgepack_verify_checks_the_image_down_to_every_blob(built: Built, tmp_path: Path) -> None:
+    key = built.project / "keys" / "dev.pub"
+    ok = _verify(built.outputs, key)
+    assert ok.returncode == 0, ok.stderr
+    assert built.result.results[0].image["manifest_digest"] in ok.stdout
+
+    def tampered(name: str) -> Path:
+        copy = tmp_path / name
+        shutil.copytree(built.outputs, copy)
+        return copy
+
+    layer = tampered("layer")
+    blob = layer / "oci" / "blobs" / "sha256" / _layers(layer / "oci")["digits/app"].removeprefix("sha256:")
+    blob.write_bytes(blob.read_bytes()[:-1] + bytes([blob.read_bytes()[-1] ^ 1]))
+    other_tag = tampered("retagged")
+    index = json.loads((other_tag / "oci" / "index.json").read_text())
+    index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] = "2.0.0"
+    (other_tag / "oci" / "index.json").write_text(json.dumps(index))
+    bundle = tampered("bundle")
+    (bundle / built.bundle.name).unlink()
+    unsigned = tampered("unsigned")
+    (unsigned / IMAGE_ATTESTATION).unlink()
+    for case, expected in ((layer, "does not match"), (other_tag, "no image tagged"),
+                           (bundle, "no signed bundle"), (unsigned, "no signed statement")):  # fmt: skip
+        refused = _verify(case, key)
+        assert refused.returncode == 4, (case.name, refused.stdout, refused.stderr)
+        assert expected in refused.stderr, (case.name, refused.stderr)
+
+
+def test_the_base_images_python_decides_the_wheel_tags(built: Built, tmp_path: Path) -> None:
+    from edgepack.container_base import cached_base_image
+
+    trixie = cached_base_image(suite="trixie")
+    assert trixie.python == "3.13"
+    out = tmp_path / "dist"
+    result = build(built.project, out, [TARGET], epoch=EPOCH, base_image=trixie.layout)
+    assert result.ok, result.results[0].error
+    bundle = out / f"digits-1.0.0-{TARGET}.tar.gz"
+    import tarfile
+
+    with tarfile.open(bundle) as t:
+        names = t.getnames()
+        manifest_member = t.extractfile("edgepack.json")
+        assert manifest_member is not None
+        manifest = json.loads(manifest_member.read())
+    assert manifest["target"]["python"] == "3.13"
+    assert any(n.startswith("numpy/_core/_multiarray_umath.cpython-313-x86_64-linux-gnu") for n in names)
+    config = read_blob_json(
+        out / f"digits-1.0.0-{TARGET}" / "oci",
+        read_blob_json(
+            out / f"digits-1.0.0-{TARGET}" / "oci", manifest_digest(out / f"digits-1.0.0-{TARGET}" / "oci")
+        )["config"]["digest"],
+    )
+    assert config["config"]["Entrypoint"][0] == "/usr/bin/python3.13"
