@@ -102,3 +102,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for report in skipped:
             print(f"\nCI: skipped, which CI counts as a failure: {report.nodeid}: {report.longrepr}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# Container fixtures (debian_base_image, podman) for every test module.
+from tests.container_fixtures import debian_base_image, podman  # noqa: E402, F401

@@ -53,8 +53,32 @@ def test_every_shipped_profile_passes(where: str, backend: str, settings: dict[s
     [("litert", litert.SETTINGS), ("onnxruntime", onnxruntime.SETTINGS), ("openvino", openvino.SETTINGS)],
 )
 def test_models_take_what_each_runtime_backend_takes(backend: str, runtime: Any) -> None:
-    """The build-side models and the runtime's own lists of settings stay in step."""
-    assert set(SETTINGS_MODELS[backend].model_fields) == set(runtime)
+    """The build-side models and the runtime's own lists of settings stay in step
+    (``batching`` is the server's dynamic batcher, read by runtime/batching.py, for every backend)."""
+    assert set(SETTINGS_MODELS[backend].model_fields) == set(runtime) | {"batching"}
+
+
+@pytest.mark.parametrize(
+    ("batching", "field"),
+    [
+        ({"max_batch_size": 0, "max_queue_delay_ms": 2}, "batching.max_batch_size"),
+        ({"max_batch_size": 8, "max_queue_delay_ms": -1}, "batching.max_queue_delay_ms"),
+        ({"max_batch_size": 8, "max_queue_delay_ms": 2, "max_delay": 1}, "batching.max_delay"),
+        ({"max_batch_size": "8", "max_queue_delay_ms": 2}, "batching.max_batch_size"),
+    ],
+)
+def test_bad_batching_settings_are_refused_naming_the_field(batching: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        check_runtime_settings("onnxruntime", {"batching": batching}, "runtime_settings")
+    assert excinfo.value.hint().startswith(f"runtime_settings.{field}:")
+
+
+def test_batching_settings_the_build_accepts_load_in_the_runtime() -> None:
+    from edgepack.runtime.batching import parse_batching
+
+    settings = {"max_batch_size": 16, "max_queue_delay_ms": 2.5, "max_concurrent_batches": 2}
+    check_runtime_settings("litert", {"batching": settings}, "runtime_settings")
+    assert parse_batching(settings).max_batch_size == 16
 
 
 @pytest.mark.parametrize(
@@ -161,7 +185,7 @@ def test_bad_settings_name_the_field(
 def test_settings_of_another_backend_are_unknown() -> None:
     hint = refused("litert", {"providers": ["CPUExecutionProvider"]})
     assert hint.startswith(f"{WHERE}.providers: unknown field")
-    assert "(known: threads)" in hint
+    assert "(known: batching, threads)" in hint
 
 
 def test_not_a_mapping() -> None:
@@ -192,7 +216,7 @@ def test_project_override_typo_names_the_project_file(sample_project: Path) -> N
         load_project(sample_project)
     assert info.value.hint() == (
         f"{config}: targets.lambda-x86_64.overrides.runtime_settings.thread: "
-        "unknown field; did you mean 'threads'? (known: threads)"
+        "unknown field; did you mean 'threads'? (known: batching, threads)"
     )
 
 
@@ -227,6 +251,6 @@ def test_cli_build_refuses_a_typo_in_one_line(sample_project: Path, tmp_path: Pa
     lines = [line for line in result.output.splitlines() if line.startswith("edgepack: error:")]
     assert lines == [
         f"edgepack: error: {config}: targets.lambda-x86_64.overrides.runtime_settings.thread: "
-        "unknown field; did you mean 'threads'? (known: threads)"
+        "unknown field; did you mean 'threads'? (known: batching, threads)"
     ]
     assert not out.exists() or not any(out.iterdir())

@@ -12,7 +12,18 @@ import click
 
 from .. import __version__
 from ..errors import EXIT_FAILURE, EdgepackError
-from . import build_cmd, init_cmd, invoke_cmd, keys_cmd, report_cmd, targets_cmd, verify_cmd
+from . import (
+    base_image_cmd,
+    build_cmd,
+    image_cmd,
+    init_cmd,
+    invoke_cmd,
+    keys_cmd,
+    report_cmd,
+    serve_cmd,
+    targets_cmd,
+    verify_cmd,
+)
 
 
 class _Group(click.Group):
@@ -50,6 +61,9 @@ for command in (
     invoke_cmd.invoke,
     targets_cmd.targets,
     report_cmd.report,
+    base_image_cmd.base_image,
+    serve_cmd.serve,
+    image_cmd.image,
 ):
     cli.add_command(command)
 

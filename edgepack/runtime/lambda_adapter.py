@@ -10,9 +10,12 @@ Each invocation then only adapts transport:
 - methods: POST infers, GET answers the model metadata, anything else is 405;
 - answers: HTTP events get ``{"statusCode", "headers", "body": "<json>"}``; direct events
   get the response object itself, or ``{"statusCode": 4xx/5xx, "error": {"code", "message"}}``.
-  A bad request (body, JSON, base64, name, shape, dtype) is a 400 naming what is wrong;
+  A bad request (body, JSON, base64, name, shape, dtype) is a 400 naming what is wrong,
+  in a reason of bounded size (user text in it clipped: Lambda answers at most 6 MB);
   anything unexpected is a 500 with a generic reason, logged with its traceback, and
-  the function keeps serving.
+  the function keeps serving. Bodies are parsed by the data plane's ``parse_json``, as
+  every transport's are; Lambda events carry no binary tail, so the Open Inference
+  Protocol's binary tensor data is refused with a reason.
 
 Observability uses AWS Lambda Powertools when it is importable: structured JSON logs
 with the Lambda context, telemetry events as log lines, and CloudWatch EMF metrics
@@ -33,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .dataplane import DataPlane
-from .errors import BadRequestError, InferenceError
+from .dataplane import DataPlane, parse_json
+from .errors import BadRequestError, InferenceError, clip, quote
 from .hooks import load_hooks
 from .manifest import Manifest
 from .predictor import Predictor
@@ -67,16 +70,25 @@ def event_kind(event: Any) -> str:
 def http_method(event: Mapping[str, Any]) -> str:
     """The HTTP method of an API Gateway v1/v2, Function URL or ALB event."""
     if "httpMethod" in event:  # REST API (v1) and ALB
-        return str(event["httpMethod"]).upper()
-    context = event.get("requestContext")
-    http = context.get("http") if isinstance(context, Mapping) else None
-    if isinstance(http, Mapping) and "method" in http:  # HTTP API v2 and Function URLs
-        return str(http["method"]).upper()
-    raise BadRequestError("HTTP event without a method (neither httpMethod nor requestContext.http.method)")
+        method = event["httpMethod"]
+    else:
+        context = event.get("requestContext")
+        http = context.get("http") if isinstance(context, Mapping) else None
+        if not isinstance(http, Mapping) or "method" not in http:
+            raise BadRequestError(
+                "HTTP event without a method (neither httpMethod nor requestContext.http.method)"
+            )
+        method = http["method"]  # HTTP API v2 and Function URLs
+    if not isinstance(method, str) or not method:
+        raise BadRequestError(f"HTTP event method must be a non-empty string, got {quote(method)}")
+    return method.upper()
 
 
 def http_payload(event: Mapping[str, Any]) -> Any:
-    """The decoded JSON body of an HTTP event (base64 when ``isBase64Encoded``)."""
+    """The parsed JSON body of an HTTP event (base64 when ``isBase64Encoded``).
+
+    Parsed by the data plane's ``parse_json``, as every transport's body is.
+    """
     body = event.get("body")
     if isinstance(body, Mapping):  # a hand-written test event with the body as an object
         return body
@@ -84,20 +96,16 @@ def http_payload(event: Mapping[str, Any]) -> Any:
         raise BadRequestError("empty request body; expected a JSON inference request")
     if not isinstance(body, str):
         raise BadRequestError(f"request body must be a string, got {type(body).__name__}")
-    text = body
-    if event.get("isBase64Encoded"):
-        try:
-            raw = base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise BadRequestError(f"body is marked base64 but is not valid base64: {e}") from e
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise BadRequestError("body is not UTF-8 text (expected a JSON inference request)") from e
+    encoded = event.get("isBase64Encoded", False)
+    if encoded is not None and not isinstance(encoded, bool):
+        raise BadRequestError(f"isBase64Encoded must be true or false, got {quote(encoded)}")
+    if not encoded:
+        return parse_json(body)
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise BadRequestError(f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
+        raw = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise BadRequestError(f"body is marked base64 but is not valid base64: {e}") from e
+    return parse_json(raw)
 
 
 def http_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -243,7 +251,7 @@ def create_handler(root: Path) -> Handler:
                     return http_response(200, dataplane.metadata())
                 if method != "POST":
                     raise MethodNotAllowedError(
-                        f"method {method} not allowed; use POST to infer, GET for metadata"
+                        f"method {quote(method)} not allowed; use POST to infer, GET for metadata"
                     )
                 payload = http_payload(event)
             else:
@@ -261,7 +269,7 @@ def create_handler(root: Path) -> Handler:
             return error_response(kind, e.status, _internal_error(e.code, context))
         except Exception as e:
             obs.add_metric("Errors", "Count", 1)
-            obs.logger.exception(f"unexpected error: {type(e).__name__}: {e}")
+            obs.logger.exception(f"unexpected error: {type(e).__name__}: {clip(str(e), 2048)}")
             return error_response(kind, 500, _internal_error("internal_error", context))
         obs.add_metric("InferenceLatency", "Milliseconds", result.timings_ms["predict"])
         return answer

@@ -20,6 +20,7 @@ Validation policy (every refusal is a ``BadRequestError`` naming the input):
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend, load_backend
-from .errors import BadRequestError, InferenceError, ModelLoadError
+from .errors import BadRequestError, InferenceError, ModelLoadError, quote
 from .manifest import Manifest
 from .signature import IOSignature, Quantization, TensorSpec
 from .telemetry import ERROR, INFERENCE, MODEL_LOADED, Telemetry
@@ -41,21 +42,47 @@ def format_shape(shape: Sequence[int | None]) -> str:
 
 
 def to_array(name: str, value: Any) -> np.ndarray:
-    """``value`` (nested lists, numbers, an array) as an ndarray; refuses ragged or mixed data."""
+    """``value`` (nested lists, numbers, an array) as an ndarray; refuses ragged or mixed data.
+
+    Booleans mixed with numbers are refused (numpy would read them as 1 and 0); a list
+    that holds only booleans becomes a bool array, which only a boolean input accepts.
+    """
     if isinstance(value, np.ndarray):
         arr = value
     else:
         try:
             arr = np.asarray(value)
-        except (ValueError, TypeError) as e:
+        except RecursionError as e:
+            raise BadRequestError(f"input {quote(name)}: nested too deeply") from e
+        except (ValueError, TypeError, OverflowError) as e:
             raise BadRequestError(
-                f"input {name!r}: not a rectangular array (nested lists of different lengths?)"
+                f"input {quote(name)}: not a rectangular array (nested lists of different lengths?)"
             ) from e
+        if arr.dtype.kind in "iuf" and isinstance(value, list | tuple) and _holds_bools(value, arr):
+            raise BadRequestError(
+                f"input {quote(name)}: mixes booleans (true/false) with numbers; send numbers only"
+            )
     if arr.dtype.kind == "O":
         raise BadRequestError(
-            f"input {name!r}: not an array of numbers (it holds null, objects or lists of different lengths)"
+            f"input {quote(name)}: not an array of numbers "
+            "(it holds null, objects or lists of different lengths)"
         )
     return arr
+
+
+def _holds_bools(value: list[Any] | tuple[Any, ...], arr: np.ndarray) -> bool:
+    """Whether nested ``value``, read by numpy as the numeric ``arr``, has a bool among its leaves.
+
+    A bool reads as exactly 0 or 1, so data without those values is cleared by one
+    vectorized test; otherwise the leaves are flattened and typed in C (``chain``,
+    ``map``, ``set``): no Python loop per element.
+    """
+    if not bool(((arr == 0) | (arr == 1)).any()):
+        return False
+    leaves: Any = value
+    for _ in range(arr.ndim - 1):
+        leaves = itertools.chain.from_iterable(leaves)
+    return bool in set(map(type, leaves))
 
 
 def _describe_kind(dtype: np.dtype) -> str:
@@ -71,10 +98,10 @@ def coerce(name: str, arr: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
     if arr.dtype == target:
         out = arr
     elif target.kind == "b":
-        raise BadRequestError(f"input {name!r}: expected booleans, got {_describe_kind(arr.dtype)}")
+        raise BadRequestError(f"input {quote(name)}: expected booleans, got {_describe_kind(arr.dtype)}")
     elif kind not in "iuf":
         raise BadRequestError(
-            f"input {name!r}: expected numbers ({target.name}), got {_describe_kind(arr.dtype)}"
+            f"input {quote(name)}: expected numbers ({target.name}), got {_describe_kind(arr.dtype)}"
         )
     elif target.kind == "f":
         with np.errstate(over="ignore"):
@@ -82,19 +109,19 @@ def coerce(name: str, arr: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
     elif target.kind in "iu":
         if kind == "f" and not bool(np.all(np.isfinite(arr) & (arr == np.round(arr)))):
             raise BadRequestError(
-                f"input {name!r}: expected integers ({target.name}), got fractional or non-finite values"
+                f"input {quote(name)}: expected integers ({target.name}), got fractional or non-finite values"
             )
         info = np.iinfo(target)
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
             raise BadRequestError(
-                f"input {name!r}: values outside the {target.name} range [{info.min}, {info.max}]"
+                f"input {quote(name)}: values outside the {target.name} range [{info.min}, {info.max}]"
             )
         out = arr.astype(target)
     else:
-        raise BadRequestError(f"input {name!r}: cannot convert {arr.dtype.name} to {target.name}")
+        raise BadRequestError(f"input {quote(name)}: cannot convert {arr.dtype.name} to {target.name}")
     if target.kind == "f" and not bool(np.all(np.isfinite(out))):
         raise BadRequestError(
-            f"input {name!r}: contains NaN or infinity (or values beyond the {target.name} range)"
+            f"input {quote(name)}: contains NaN or infinity (or values beyond the {target.name} range)"
         )
     return out
 
@@ -112,7 +139,7 @@ def check_shape(name: str, arr: np.ndarray, spec: TensorSpec) -> None:
     ):
         hint = " (missing the batch axis?)"
     raise BadRequestError(
-        f"input {name!r}: shape {format_shape(arr.shape)} does not match {format_shape(expected)}{hint}"
+        f"input {quote(name)}: shape {format_shape(arr.shape)} does not match {format_shape(expected)}{hint}"
     )
 
 
@@ -214,7 +241,9 @@ class Predictor:
         model_path = (root / manifest.model.file).resolve()
         if not model_path.is_relative_to(root.resolve()):
             raise ModelLoadError(f"edgepack.json: model file {manifest.model.file!r} is outside the artifact")
-        backend = load_backend(manifest.runtime.backend, model_path, manifest.runtime.settings)
+        # ``batching`` configures the server's dynamic batcher (batching.py), not the backend.
+        settings = {k: v for k, v in manifest.runtime.settings.items() if k != "batching"}
+        backend = load_backend(manifest.runtime.backend, model_path, settings)
         predictor = cls(
             backend,
             manifest.model.signature,
@@ -262,7 +291,12 @@ class Predictor:
         )
         return outputs
 
-    def _prepare(self, inputs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int]:
+    def validate(self, inputs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int]:
+        """``inputs`` checked against the public signature and converted to its dtypes.
+
+        Returns (public name -> array, batch size); ``BadRequestError`` as ``predict`` raises.
+        The dynamic batcher checks each request with it before merging them.
+        """
         if not isinstance(inputs, Mapping):
             raise BadRequestError(
                 f"inputs must be a mapping of input name to data, got {type(inputs).__name__}"
@@ -271,9 +305,9 @@ class Predictor:
         for name in inputs:
             if name not in expected:
                 raise BadRequestError(
-                    f"unknown input {name!r}; the model expects {', '.join(repr(n) for n in expected)}"
+                    f"unknown input {quote(name)}; the model expects {', '.join(repr(n) for n in expected)}"
                 )
-        feeds: dict[str, np.ndarray] = {}
+        arrays: dict[str, np.ndarray] = {}
         batches: dict[str, int] = {}
         for binding in self._inputs:
             name = binding.public.name
@@ -288,11 +322,16 @@ class Predictor:
                 if arr.shape[0] == 0:
                     raise BadRequestError(f"input {name!r}: empty batch (shape {format_shape(arr.shape)})")
                 batches[name] = arr.shape[0]
-            feeds[binding.native.name] = self._to_native(arr, binding)
+            arrays[name] = arr
         if len(set(batches.values())) > 1:
             sizes = ", ".join(f"{n!r} has {b}" for n, b in batches.items())
             raise BadRequestError(f"inputs have different batch sizes: {sizes}")
-        return feeds, next(iter(batches.values()), 1)
+        return arrays, next(iter(batches.values()), 1)
+
+    def _prepare(self, inputs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int]:
+        arrays, batch = self.validate(inputs)
+        feeds = {b.native.name: self._to_native(arrays[b.public.name], b) for b in self._inputs}
+        return feeds, batch
 
     @staticmethod
     def _to_native(arr: np.ndarray, binding: _Binding) -> np.ndarray:

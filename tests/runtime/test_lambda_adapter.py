@@ -325,3 +325,116 @@ def test_telemetry_disabled_emits_no_metrics(
     assert "outputs" in handle(copy.deepcopy(_direct_body()), CONTEXT)
     out = capsys.readouterr().out
     assert _emf(out) == [] and "inference" not in out
+
+
+# -- defects found by fuzzing, through every event shape ---------------------------------------
+
+MAX_ERROR_BODY = 2048
+
+
+def _oip_text(**changes: Any) -> str:
+    body = load_event("oip.json")
+    body["inputs"][0].update(changes)
+    return json.dumps(body)
+
+
+FUZZ_DEFECTS = {
+    "giant-int": (
+        lambda: json.dumps(_direct_body()).replace("0.375", "9" * 5000, 1),
+        "an integer literal is longer than 4300 digits",
+    ),
+    "deep": (lambda: '{"inputs": {"image": ' + "[" * 50_000 + "]" * 50_000 + "}}", "nested too deeply"),
+    "nan-literal": (lambda: json.dumps(_direct_body()).replace("0.375", "NaN", 1), "NaN is not a number"),
+    "huge-shape": (lambda: _oip_text(shape=[2**64, 2**64]), "describes more than"),
+    "too-many-dims": (lambda: _oip_text(shape=[1] * 40), "has 40 dimensions"),
+    "datatype-list": (lambda: _oip_text(datatype=["FP32"]), "unknown datatype"),
+    "bools": (lambda: json.dumps(_direct_body()).replace("0.375", "true", 1), "mixes booleans"),
+    "parameters-0": (
+        lambda: json.dumps({**_direct_body(), "parameters": 0}),
+        "'parameters' must be an object",
+    ),
+    "direct-unknown-output": (
+        lambda: json.dumps({**_direct_body(), "outputs": ["logits"]}),
+        "unknown output 'logits' requested",
+    ),
+    "giant-name": (
+        lambda: json.dumps({"inputs": {"n" * 5_000_000: [[0.0]]}}),
+        "unknown input 'nnnn",
+    ),
+    "binary-input": (
+        lambda: _oip_text(parameters={"binary_data_size": 512}),
+        "binary tensor data is not accepted",
+    ),
+    "binary-output": (
+        lambda: json.dumps({**load_event("oip.json"), "parameters": {"binary_data_output": True}}),
+        "binary outputs are not available",
+    ),
+}
+
+
+@pytest.mark.parametrize("b64", [False, True], ids=["json", "base64"])
+@pytest.mark.parametrize("kind", sorted(HTTP_EVENTS))
+@pytest.mark.parametrize("case", sorted(FUZZ_DEFECTS))
+def test_fuzz_defects_are_bounded_400s(handler: Handler, kind: str, case: str, b64: bool) -> None:
+    valid = HTTP_EVENTS[kind](json.dumps(_direct_body()), b64=b64)
+    before = handler(valid, CONTEXT)
+    make_body, reason = FUZZ_DEFECTS[case]
+    response = handler(HTTP_EVENTS[kind](make_body(), b64=b64), CONTEXT)
+    assert response["statusCode"] == 400, response["body"][:500]
+    assert len(response["body"].encode()) <= MAX_ERROR_BODY
+    error = json.loads(response["body"])["error"]
+    assert error["code"] == "bad_request" and reason in error["message"], error
+    assert handler(valid, CONTEXT) == before
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({"inputs": {"image": [[[[10**5000]] * 8] * 8]}}, "not an array of numbers"),
+        (
+            {"inputs": [{"name": "image", "shape": [10**5000], "datatype": "FP32", "data": []}]},
+            "describes more",
+        ),
+        ({"inputs": {"image": [[[[True]] * 8] * 7 + [[[0.5]] * 8]]}}, "mixes booleans"),
+        ({"inputs": {"i" * 10_000_000: [[0.0]]}}, "unknown input 'iii"),
+        ({"inputs": {"image": [[[[0.5]] * 8] * 8]}, "outputs": ["label", "x" * 10_000_000]}, "'xxxx"),
+        (
+            {"inputs": {"image": [[[[0.5]] * 8] * 8]}, "parameters": {"binary_data_output": True}},
+            "binary outputs",
+        ),
+    ],
+    ids=["giant-int", "giant-dim", "bools", "giant-name", "giant-output", "binary-output"],
+)
+def test_direct_invocation_defects_are_bounded_400s(handler: Handler, event: Any, reason: str) -> None:
+    before = handler(_direct_body(), CONTEXT)
+    response = handler(event, CONTEXT)
+    assert response["statusCode"] == 400 and reason in response["error"]["message"]
+    assert len(json.dumps(response)) <= MAX_ERROR_BODY
+    assert handler(_direct_body(), CONTEXT) == before
+
+
+def test_direct_outputs_select_through_lambda(handler: Handler) -> None:
+    response = handler({**_direct_body(), "outputs": ["label"]}, CONTEXT)
+    assert list(response["outputs"]) == ["label"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "status", "reason"),
+    [
+        ("isBase64Encoded", "true", 400, "isBase64Encoded must be true or false, got 'true'"),
+        ("method", 7, 400, "method must be a non-empty string, got 7"),
+        ("method", "", 400, "method must be a non-empty string"),
+        ("method", "P" * 1_000_000, 405, "method 'PPPP"),
+    ],
+)
+def test_wrong_event_fields_are_bounded_4xx(
+    handler: Handler, field: str, value: Any, status: int, reason: str
+) -> None:
+    event = rest_v1_event(json.dumps(_direct_body()))
+    if field == "method":
+        event["httpMethod"] = value
+    else:
+        event[field] = value
+    response = handler(event, CONTEXT)
+    assert response["statusCode"] == status and len(response["body"]) <= MAX_ERROR_BODY
+    assert reason in json.loads(response["body"])["error"]["message"]
