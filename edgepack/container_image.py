@@ -148,12 +148,13 @@ def write_container_outputs(
     port: int,
     user: str,
     resources: dict[str, Any],
-    tag: str,
+    tag: str | None,
     epoch: int,
     say: Callable[[str], None] = lambda _m: None,
 ) -> ContainerOutputs:
     """Verify ``bundles``, then write the image (when ``base``), build context and manifests to ``dest``.
 
+    ``tag`` defaults to the first bundle's version.
     ``dest`` is replaced as a whole: it is written beside itself and renamed into place.
     """
     from .packaging.oci import Healthcheck, ImageConfig, write_image_layout
@@ -173,6 +174,7 @@ def write_container_outputs(
             manifests.append(open_artifact(bundle, root, keys))
             roots.append(root)
         _check_models(bundles, manifests)
+        tag = tag or str(manifests[0]["version"])
         digests = [sha256_file(b) for b in bundles]
         python_exe = (
             _check_base(base, manifests)

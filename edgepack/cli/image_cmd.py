@@ -66,18 +66,9 @@ def image(
         port=port,
         user=user,
         resources=ResourceSpec().model_dump(),
-        tag=tag or _first_version(bundles[0]),
+        tag=tag,
         epoch=source_date_epoch(),
         say=lambda m: click.echo(m, err=True),
     )
     click.echo(outputs.note)
 
-
-def _first_version(bundle: Path) -> str:
-    import json
-
-    from ..artifact_files import read_artifact
-    from ..runtime.manifest import MANIFEST_FILE
-
-    _, files = read_artifact(bundle, lambda n: n == MANIFEST_FILE)
-    return str(json.loads(files[MANIFEST_FILE])["version"]) if MANIFEST_FILE in files else "latest"

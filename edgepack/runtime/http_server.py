@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .batching import DynamicBatcher
 from .dataplane import parse_json
 from .errors import InferenceError, ModelLoadError
 from .http_auth import BearerAuth
@@ -392,8 +393,12 @@ class InferenceServer:
             json_part, binary = view[:split], view[split:]
         payload = parse_json(json_part)
         self.metrics.in_flight.add(1)
+        # A dynamic batcher bounds its own model calls (max_concurrent_batches); holding a worker
+        # slot while a request waits in its queue would cap every batch at the worker count.
+        batched = isinstance(model.dataplane.predictor, DynamicBatcher)
+        slots = contextlib.nullcontext() if batched else self._slots
         try:
-            with self._slots:
+            with slots:
                 result = model.dataplane.run(payload, binary=binary)
         finally:
             self.metrics.in_flight.add(-1)

@@ -9,13 +9,13 @@ is verified as the artifact it is.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..cache import sha256_file
 from ..errors import DigestMismatchError, MalformedAttestationError, MissingFileError, VerificationError
 from .dsse import open_envelope
 from .keys import PublicKey
@@ -38,14 +38,6 @@ def is_container_outputs(path: Path) -> bool:
     return path.is_dir() and ((path / IMAGE_ATTESTATION).is_file() or (path / "Dockerfile").is_file())
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _check_blob(layout: Path, descriptor: dict[str, Any]) -> bytes | None:
     from ..packaging.oci import blob_path
 
@@ -56,7 +48,7 @@ def _check_blob(layout: Path, descriptor: dict[str, Any]) -> bytes | None:
         raise MalformedAttestationError(f"malformed digest {digest!r}") from e
     if not path.is_file():
         raise MissingFileError(f"blob {digest} is missing", where=str(layout))
-    if f"sha256:{_sha256_file(path)}" != digest or path.stat().st_size != descriptor.get("size"):
+    if f"sha256:{sha256_file(path)}" != digest or path.stat().st_size != descriptor.get("size"):
         raise DigestMismatchError(f"blob {digest} does not match its digest or size", where=str(layout))
     return path.read_bytes() if path.stat().st_size <= _MAX_STATEMENT_BYTES else None
 
@@ -109,7 +101,7 @@ def verify_container_outputs(directory: Path, keys: Sequence[PublicKey]) -> Veri
             raise MissingFileError(
                 f"{name}: bundle named by the image statement is missing", where=str(directory)
             )
-        if _sha256_file(directory / name) != digest:
+        if sha256_file(directory / name) != digest:
             raise DigestMismatchError(f"{name}: not the bundle the image was made from", where=str(directory))
     keyid = str(envelope["signatures"][0].get("keyid")) if envelope.get("signatures") else None
     return VerifiedImage(descriptor["digest"], tag, bundles, keyid)
