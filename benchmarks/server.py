@@ -87,7 +87,8 @@ from edgepack.resources import runtime_package_dir  # noqa: E402
 from edgepack.runtime.predictor import Predictor  # noqa: E402
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgepack"
-KSERVE_VENV = CACHE / "kserve-bench-venv"
+# scripts/setup.sh makes it (KServe pins protobuf below what TensorFlow takes: a venv of its own).
+KSERVE_VENV = Path(__file__).resolve().parent.parent / ".venv-kserve"
 SAMPLE_KERAS = REPO / "samples" / "digits" / "model" / "digits.keras"
 
 # Every session: the CPU provider, one intra-op thread (both servers, and the baseline).
@@ -471,10 +472,13 @@ def ensure_kserve_venv(venv: Path) -> Path:
     base = shutil.which("python3.11") or sys.executable
     subprocess.run([base, "-m", "venv", str(venv)], check=True)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "kserve", "onnxruntime", "numpy"],
+        [str(python), "-m", "pip", "install", "-q", *KSERVE_PACKAGES],
         check=True, stdout=sys.stderr,
     )  # fmt: skip
     return python
+
+
+KSERVE_PACKAGES = ("kserve==0.21.0", "onnxruntime==1.32.0", "numpy>=2.0,<2.5")
 
 
 def start_kserve(python: Path, roots: Sequence[Path], work: Path) -> tuple[Server, str]:

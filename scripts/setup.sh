@@ -30,6 +30,13 @@ if [[ ! -x .venv/bin/uv ]]; then
 fi
 .venv/bin/uv pip install --quiet --python .venv/bin/python -e '.[dev]'
 
+# KServe, in a venv of its own (it pins protobuf below what TensorFlow takes): its SDK's models
+# load the rendered Kubernetes manifests in the tests, its ModelServer is benchmarks/server.py's peer.
+if [[ ! -x .venv-kserve/bin/python ]]; then
+  "$PYTHON" -m venv .venv-kserve
+fi
+.venv/bin/uv pip install --quiet --python .venv-kserve/bin/python "kserve==0.21.0" "onnxruntime==1.32.0" "numpy>=2.0,<2.5" pyyaml
+
 # Local Lambda invoke runs artifacts under the Python version Lambda would use.
 for v in 3.12; do
   command -v "python$v" >/dev/null || echo "note: python$v not on PATH: local invoke of python$v artifacts is unavailable" >&2

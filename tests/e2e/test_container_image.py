@@ -608,3 +608,38 @@ def test_the_base_images_python_decides_the_wheel_tags(built: Built, tmp_path: P
         )["config"]["digest"],
     )
     assert config["config"]["Entrypoint"][0] == "/usr/bin/python3.13"
+
+
+def _load_with_the_sdks(*manifests: Path) -> subprocess.CompletedProcess[str]:
+    """tests/e2e/k8s_validate.py under the KServe venv scripts/setup.sh makes."""
+    repo = Path(__file__).resolve().parents[2]
+    python = repo / ".venv-kserve" / "bin" / "python"
+    assert python.is_file(), "the KServe venv is missing: run scripts/setup.sh"
+    return subprocess.run(
+        [str(python), str(Path(__file__).with_name("k8s_validate.py")), *map(str, manifests)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_the_kubernetes_manifests_load_into_the_kserve_and_kubernetes_models(
+    built: Built, tmp_path: Path
+) -> None:
+    manifests = sorted((built.outputs / "kubernetes").glob("*.yaml"))
+    loaded = _load_with_the_sdks(*manifests)
+    assert loaded.returncode == 0, loaded.stderr
+    kinds = sorted(json.loads(line)["kind"] for line in loaded.stdout.splitlines())
+    assert kinds == ["Deployment", "InferenceService", "Service"]
+    # The check can fail: a misspelt probe and a port that is not a number are refused.
+    isvc = (built.outputs / "kubernetes" / "inferenceservice.yaml").read_text()
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(isvc.replace("readinessProbe", "readinesProbe"))
+    refused = _load_with_the_sdks(typo)
+    assert refused.returncode == 1 and "readinesProbe: unknown field" in refused.stderr
+    bad_port = tmp_path / "port.yaml"
+    bad_port.write_text(
+        (built.outputs / "kubernetes" / "deployment.yaml")
+        .read_text()
+        .replace("containerPort: 8080", "containerPort: web")
+    )
+    refused = _load_with_the_sdks(bad_port)
+    assert refused.returncode == 1 and "containerPort" in refused.stderr
