@@ -427,6 +427,7 @@ def _stage_and_package(
             epoch=shared.epoch,
             tool_versions=shared.tools,
             extra_runtime=_trt_cache_record(profile, model_section.sha256),
+            function=project.file.function.model_dump(mode="json") if profile.kind == "lambda" else None,
         )
     )
     write_manifest(staging, manifest)

@@ -138,6 +138,40 @@ class ContainerProjectSpec(_Strict):
     )
 
 
+class FunctionSpec(_Strict):
+    """How Lambda runs the function: recorded in the manifest of Lambda artifacts, read by
+    ``edgepack deploy lambda`` and the rendered serverless.yml / SAM template."""
+
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Lambda function name (default: the project name)",
+    )
+    memory_mb: int = Field(default=1024, ge=128, le=10240)
+    timeout_s: int = Field(default=10, ge=1, le=900)
+    environment: dict[str, str] = Field(default_factory=dict)
+    snapstart: bool = Field(
+        default=False,
+        description="SnapStart on published versions (python3.12+); the model is warmed before the snapshot",
+    )
+    url_auth: Literal["AWS_IAM", "NONE"] = Field(
+        default="AWS_IAM", description="function URL auth; NONE lets anyone on the internet call it"
+    )
+    layer: bool = Field(
+        default=False,
+        description="put the vendored runtime packages in a Lambda layer zip of their own, so a "
+        "model-only redeploy uploads only the small function zip",
+    )
+
+    @field_validator("environment")
+    @classmethod
+    def _environment_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key) or key.startswith("AWS_"):
+                raise ValueError(f"{key!r} is not a Lambda environment variable name you may set")
+        return v
+
+
 class ProjectFile(_Strict):
     """``edgepack.yaml`` exactly as written."""
 
@@ -151,6 +185,7 @@ class ProjectFile(_Strict):
     telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
     hooks: str | None = Field(default=None, description="Python file or module of user hooks, packaged in")
     container: ContainerProjectSpec = Field(default_factory=ContainerProjectSpec)
+    function: FunctionSpec = Field(default_factory=FunctionSpec)
 
     @field_validator("version")
     @classmethod

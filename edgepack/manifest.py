@@ -42,6 +42,7 @@ class ManifestInputs:
     epoch: int
     tool_versions: Mapping[str, str]
     extra_runtime: Mapping[str, Any]
+    function: Mapping[str, Any] | None = None  # Lambda targets: config.FunctionSpec
 
 
 def manifest_dict(m: ManifestInputs) -> dict[str, Any]:
@@ -78,6 +79,7 @@ def manifest_dict(m: ManifestInputs) -> dict[str, Any]:
         "sample": dict(m.sample),
         "hooks": m.hooks,
         "telemetry": dict(m.telemetry),
+        **({"function": dict(m.function)} if m.function is not None else {}),
         "build": {
             "built_at": iso_time(m.epoch),
             "source_date_epoch": m.epoch,
