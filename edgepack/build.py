@@ -23,14 +23,16 @@ from .artifact_files import read_artifact
 from .build_inputs import BuildInputs, Progress
 from .cache import BuildCache, sha256_file, sha256_tree
 from .config import Project, load_project
-from .container_image import container_outputs_for, fit_profile_to_base, resolve_base_image
+from .container_image import fit_profile_to_base, resolve_base_image
 from .errors import ConfigError, EdgepackError, PackagingError
 from .host_run import host_predictor, predict_batched
 from .manifest import ManifestInputs, manifest_dict, write_manifest
 from .optimize import MODEL_FILE_NAMES, passes_code_digest
+from .packaging.lambda_layer import LayerSplit, layer_files, layer_result, package_function
 from .resources import runtime_package_dir, templates_dir
 from .runtime.manifest import MANIFEST_FILE, ModelSection, RuntimeSection
 from .runtime.sample import SAMPLE_FILE, write_sample
+from .target_outputs import with_outputs
 from .targets import TargetProfile
 from .variants import Chosen, choose_variant, float_layer_records, given_up, target_thresholds
 from .versions import tool_versions
@@ -38,7 +40,12 @@ from .versions import tool_versions
 __all__ = ["BuildResult", "TargetResult", "build", "host_predictor"]
 
 _HOOKS_MODULE = "edgepack_user_hooks"
-_ARTIFACT_SUFFIX = {"lambda-zip": ".zip", "ota-bundle": ".bundle.tar.gz", "oci-image": ".tar.gz"}
+_ARTIFACT_SUFFIX = {
+    "lambda-zip": ".zip",
+    "lambda-image": ".tar.gz",
+    "ota-bundle": ".bundle.tar.gz",
+    "oci-image": ".tar.gz",
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,8 @@ class TargetResult:
     mixed_cost: dict[str, Any] = field(default_factory=dict)  # a mixed model's size/latency vs full int8
     cached: bool = False
     image: dict[str, Any] | None = None  # container targets: their image, build context and note
+    layer: dict[str, Any] | None = None  # Lambda targets with function.layer: the layer zip
+    deploy: str | None = None  # Lambda targets: the directory with serverless.yml and template.yaml
     seconds: float = 0.0
     error: str | None = None
     exit_code: int = 0
@@ -165,7 +174,7 @@ def build(
     for profile in project.targets:
         started = time.perf_counter()
         try:
-            result = _build_target(shared, fit_profile_to_base(profile, base), out)
+            result = _build_target(shared, fit_profile_to_base(profile, base, project.file.function), out)
         except EdgepackError as e:
             say(f"[{profile.name}] failed: {e.hint()}")
             result = TargetResult(
@@ -256,39 +265,39 @@ def _build_target(shared: BuildInputs, profile: TargetProfile, out: Path) -> Tar
         out
         / f"{shared.project.name}-{shared.project.version}-{profile.name}{_ARTIFACT_SUFFIX[profile.packager]}"
     )
+    finals = [final, *layer_files(shared.project, profile, final)]
     artifact_key = _artifact_key(shared, profile)
     cached = shared.cache.get_dir("artifacts", artifact_key)
-    if cached is not None and (cached / final.name).is_file():
+    if cached is not None and all((cached / f.name).is_file() for f in finals):
         say(f"[{profile.name}] unchanged: reusing the cached artifact")
-        _place(cached / final.name, final, shared)
-        return _with_image(_result_from_artifact(profile, final, cached=True), final, shared, profile)
+        for f in finals:
+            _place(cached / f.name, f, shared)
+        result = replace(_result_from_artifact(profile, final, cached=True), layer=layer_result(finals))
+        return with_outputs(result, final, shared, profile)
 
     chosen = choose_variant(shared, profile)
     staging = Path(tempfile.mkdtemp(prefix=f".{profile.name}-staging-", dir=out))
     partial = out / f".{final.name}.partial"
+    layer = LayerSplit.for_target(shared.project, profile, final)
     try:
-        package_report = _stage_and_package(shared, profile, chosen, staging, partial)
-        _verify(partial, shared)
-        os.replace(partial, final)
+        package_report = _stage_and_package(shared, profile, chosen, staging, partial, layer)
+        pending = [*([(layer.partial, layer.final)] if layer else []), (partial, final)]
+        for p, _f in pending:
+            _verify(p, shared)
+        for p, f in pending:
+            os.replace(p, f)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         partial.unlink(missing_ok=True)
+        if layer is not None:
+            layer.cleanup()
     with tempfile.TemporaryDirectory(dir=out, prefix=".cache-") as tmp:
-        shutil.copy2(final, Path(tmp) / final.name)
+        for f in finals:
+            shutil.copy2(f, Path(tmp) / f.name)
         shared.cache.put_dir("artifacts", artifact_key, Path(tmp))
-    say(f"[{profile.name}] wrote {final}")
+    say(f"[{profile.name}] wrote {', '.join(str(f) for f in finals)}")
     result = _result_from_artifact(profile, final, cached=False, package_report=package_report)
-    return _with_image(result, final, shared, profile)
-
-
-def _with_image(
-    result: TargetResult, final: Path, shared: BuildInputs, profile: TargetProfile
-) -> TargetResult:
-    if profile.kind != "container":
-        return result
-    outputs = container_outputs_for(final, shared, profile)
-    shared.progress(f"[{profile.name}] {outputs.note}")
-    return replace(result, image={**outputs.to_dict(), "note": outputs.note})
+    return with_outputs(replace(result, layer=layer_result(finals)), final, shared, profile)
 
 
 def _artifact_key(shared: BuildInputs, profile: TargetProfile) -> str:
@@ -338,6 +347,7 @@ def _stage_and_package(
     chosen: Chosen,
     staging: Path,
     partial: Path,
+    layer: LayerSplit | None = None,
 ) -> Any:
     from .abi_audit import audit_tree
     from .render import render_template_set
@@ -374,9 +384,10 @@ def _stage_and_package(
     )
     packages = ", ".join(profile.runtime_packages)
     say(f"[{profile.name}] vendoring {packages} for {profile.arch} cp{profile.python}")
-    vendored = vendor(profile, staging, shared.cache, say)
+    vendored = vendor(profile, layer.python_dir if layer else staging, shared.cache, say)
     say(f"[{profile.name}] auditing shared objects for {profile.arch}, glibc <= {profile.glibc}")
-    audit_tree(staging, profile.arch, profile.glibc or "", python=profile.python)
+    for tree in (staging, *([layer.python_dir] if layer else [])):
+        audit_tree(tree, profile.arch, profile.glibc or "", python=profile.python)
 
     model_section = ModelSection(
         file=model_file.relative_to(staging).as_posix(),
@@ -434,11 +445,16 @@ def _stage_and_package(
     if profile.kind == "lambda":
         from .bytecode import precompile_init_modules
 
-        bytecode = precompile_init_modules(staging, profile, "handler.handler", shared.cache, say)
+        layers = [layer.python_dir] if layer else []
+        bytecode = precompile_init_modules(staging, profile, "handler.handler", shared.cache, say, layers)
         manifest["runtime"]["bytecode"] = bytecode.to_dict()
+        if layer is not None:  # signed and zipped now: the function's manifest names its digest
+            manifest["runtime"]["layer"] = layer.finish(shared, profile, vendored, staging)
         write_manifest(staging, manifest)
     attest_tree(staging, shared.signer, _provenance(shared, profile, vendored))
-    say(f"[{profile.name}] packaging ({profile.packager})")
+    say(f"[{profile.name}] packaging ({profile.packager}{', layer split' if layer else ''})")
+    if profile.packager == "lambda-zip":
+        return package_function(staging, partial, profile.limits, shared.epoch, layer)
     return _package(profile, staging, partial, shared.epoch)
 
 
@@ -494,7 +510,7 @@ def _package(profile: TargetProfile, staging: Path, partial: Path, epoch: int) -
         from .packaging.lambda_zip import package_lambda
 
         return package_lambda(staging, partial, profile.limits, epoch)
-    if profile.packager in ("ota-bundle", "oci-image"):  # an image is made from the verified bundle
+    if profile.packager in ("ota-bundle", "oci-image", "lambda-image"):  # images: from the verified bundle
         from .packaging.bundle import write_bundle
 
         return write_bundle(staging, partial, epoch)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,14 @@ _NATIVE_TIMEOUT_S = 120
 _EMULATED_TIMEOUT_S = 900  # qemu user-mode runs Python 10-50x slower
 
 # Runs inside the target's interpreter with the artifact root as argv[1], the handler
-# module as argv[2] and the result marker as argv[3]: import the handler (Lambda's init),
-# then compile what was imported from the artifact.
+# module as argv[2], the result marker as argv[3] and a JSON list of layer directories
+# (Lambda's /opt/python, after the task root on sys.path) as argv[4]: import the handler
+# (Lambda's init), then compile what was imported from the artifact and its layers.
 _TRACE = """
 import importlib, importlib.util, json, os, py_compile, sys
 root = os.path.realpath(sys.argv[1])
-sys.path.insert(0, root)
+roots = [root] + [os.path.realpath(p) for p in json.loads(sys.argv[4])]
+sys.path[0:0] = roots
 importlib.import_module(sys.argv[2])
 compiled = []
 for name, module in sorted(sys.modules.items()):
@@ -45,15 +47,16 @@ for name, module in sorted(sys.modules.items()):
     if not path or not path.endswith(".py"):
         continue
     path = os.path.realpath(path)
-    if not path.startswith(root + os.sep):
+    home = next((r for r in roots if path.startswith(r + os.sep)), None)
+    if home is None:
         continue
-    rel = os.path.relpath(path, root)
+    rel = os.path.relpath(path, home)
     cfile = importlib.util.cache_from_source(path)
     py_compile.compile(
         path, cfile=cfile, dfile=rel, doraise=True,
         invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
     )
-    compiled.append(os.path.relpath(cfile, root))
+    compiled.append(os.path.relpath(cfile, root))  # a layer's as ../<layer dir>/...
 print(sys.argv[3] + json.dumps(sorted(compiled)), flush=True)
 """
 
@@ -88,8 +91,12 @@ def precompile_init_modules(
     entrypoint: str,
     cache: BuildCache,
     progress: Callable[[str], None] = lambda _m: None,
+    layers: Sequence[Path] = (),
 ) -> BytecodeReport:
     """Run the function's init under the target's Python and compile the modules it imported.
+
+    ``layers`` are directories Lambda puts on ``sys.path`` after the task root (a layer's
+    ``/opt/python``): init imports from them too, and their modules are compiled in place.
 
     When no interpreter of the target's version (and architecture) can run here, nothing
     is compiled and the report says why. When init itself fails, the build fails.
@@ -103,10 +110,11 @@ def precompile_init_modules(
     where = f"{'qemu ' if emulated else ''}python{interp.minor} ({interp.machine})"
     progress(f"[{profile.name}] running the function's init under {where} to precompile its imports")
     module = entrypoint.rpartition(".")[0]
+    args = [str(root.resolve()), module, _MARK, json.dumps([str(Path(p).resolve()) for p in layers])]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": "UTC"}
     try:
         proc = subprocess.run(
-            [*interp.command(), "-I", "-S", "-B", "-c", _TRACE, str(root.resolve()), module, _MARK],
+            [*interp.command(), "-I", "-S", "-B", "-c", _TRACE, *args],
             capture_output=True,
             text=True,
             env=env,

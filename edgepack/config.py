@@ -157,11 +157,27 @@ class FunctionSpec(_Strict):
     url_auth: Literal["AWS_IAM", "NONE"] = Field(
         default="AWS_IAM", description="function URL auth; NONE lets anyone on the internet call it"
     )
+    package: Literal["zip", "image"] = Field(
+        default="zip",
+        description="image: Lambda's container-image form (an OCI image whose entrypoint is awslambdaric, "
+        "up to 10 GB) for functions too big for a zip; needs a base image",
+    )
+    image_repository: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/[a-z0-9][a-z0-9._/-]*$",
+        description="ECR repository the image form is pushed to; the deploy files name it",
+    )
     layer: bool = Field(
         default=False,
         description="put the vendored runtime packages in a Lambda layer zip of their own, so a "
         "model-only redeploy uploads only the small function zip",
     )
+
+    @model_validator(mode="after")
+    def _image_form_alone(self) -> FunctionSpec:
+        if self.package == "image" and (self.layer or self.snapstart):
+            raise ValueError("package: image takes neither layer nor snapstart (zips only)")
+        return self
 
     @field_validator("environment")
     @classmethod

@@ -44,7 +44,7 @@ from .signing.verify_image import IMAGE_ATTESTATION
 APP_ROOT = "/app/models"
 SERVER_MODULE = "edgepack_runtime.http_server"
 IMAGE_STATEMENT_TYPE = "https://edgepack.dev/buildtypes/oci-image/v1"
-_APP_TOP = ("edgepack_runtime", "serve.py", "edgepack_user_hooks.py")
+_APP_TOP = ("edgepack_runtime", "serve.py", "handler.py", "edgepack_user_hooks.py", "__pycache__")
 _MODEL_TOP = ("model", MANIFEST_FILE, ATTESTATION_FILE, SAMPLE_FILE)
 
 
@@ -77,12 +77,12 @@ def layer_of(relpath: str) -> str:
     return "deps"
 
 
-def _layers_for(name: str, root: Path) -> list[Any]:
+def _layers_for(name: str, root: Path, image_dir: str) -> list[Any]:
     from .packaging.oci import LayerFile, LayerSpec
 
     groups: dict[str, list[Any]] = {"deps": [], "app": [], "model": []}
     for rel, path in iter_tree(root):
-        groups[layer_of(rel)].append(LayerFile(dest=f"{APP_ROOT}/{name}/{rel}", source=path))
+        groups[layer_of(rel)].append(LayerFile(dest=f"{image_dir}/{rel}", source=path))
     return [LayerSpec(name=f"{name}/{kind}", files=tuple(files)) for kind, files in groups.items() if files]
 
 
@@ -195,7 +195,7 @@ def write_container_outputs(
             layers = [
                 layer
                 for m, root in zip(manifests, roots, strict=True)
-                for layer in _layers_for(m["name"], root)
+                for layer in _layers_for(m["name"], root, f"{APP_ROOT}/{m['name']}")
             ]
             config = ImageConfig(
                 entrypoint=tuple(settings["entrypoint"]),
@@ -364,29 +364,57 @@ def _write_image_statement(
 
 
 def resolve_base_image(project: Any, cli_path: Path | None, cache: Any) -> Any:
-    """The base image for the project's container targets (``--base-image`` over the config), or None."""
-    if not any(p.kind == "container" for p in project.targets):
+    """The base image for the project's image targets (``--base-image`` over the config), or None.
+
+    Image targets are container targets and Lambda targets in their image form
+    (``function.package: image``), which cannot be built without one."""
+    lambda_image = project.file.function.package == "image"
+    imaged = [p for p in project.targets if p.kind == "container" or (p.kind == "lambda" and lambda_image)]
+    if not imaged:
         return None
     configured = project.file.container.base_image
     path = cli_path if cli_path is not None else (project.resolve(configured) if configured else None)
     if path is None:
+        if lambda_image and any(p.kind == "lambda" for p in imaged):
+            raise ConfigError(
+                "function.package: image needs a base image: pass --base-image or set container.base_image "
+                "(e.g. one written by `edgepack base-image`)",
+                where=str(project.config_path),
+            )
         return None
     from .container_base import load_base_image
 
     base = load_base_image(Path(path), cache=cache)
-    for profile in project.targets:
-        if profile.kind == "container" and base.arch != profile.arch:
+    for profile in imaged:
+        if base.arch != profile.arch:
             raise ConfigError(
                 f"base image is {base.arch}, target {profile.name} is {profile.arch}", where=str(path)
             )
     return base
 
 
-def fit_profile_to_base(profile: Any, base: Any) -> Any:
-    """A container profile whose Python and glibc are the base image's: they decide the wheel tags."""
-    if profile.kind != "container" or base is None:
+# The Lambda runtime interface client: the image form's entrypoint, vendored with the runtime.
+AWSLAMBDARIC = "awslambdaric==4.2.2"
+LAMBDA_IMAGE_BYTES = 10 * 1024**3  # Lambda's limit for an image's uncompressed size
+
+
+def fit_profile_to_base(profile: Any, base: Any, function: Any = None) -> Any:
+    """An image target's profile, fitted to its base image: the base's Python and glibc decide the
+    wheel tags. A Lambda target in its image form (``function.package: image``) is packaged as
+    a signed bundle made into an image whose entrypoint is awslambdaric; an image brings its
+    own Python, so ``lambda_runtime`` applies to zips only."""
+    lambda_image = profile.kind == "lambda" and function is not None and function.package == "image"
+    if base is None or not (profile.kind == "container" or lambda_image):
         return profile
-    update = {"python": base.python or profile.python, "glibc": base.glibc or profile.glibc}
+    update: dict[str, Any] = {"python": base.python or profile.python, "glibc": base.glibc or profile.glibc}
+    if lambda_image:
+        from .targets import Limits
+
+        update["packager"] = "lambda-image"
+        # The init check runs the function under the image's Python, not a managed runtime's.
+        update["lambda_runtime"] = f"python{update['python']}"
+        update["runtime_packages"] = [*profile.runtime_packages, AWSLAMBDARIC]
+        update["limits"] = Limits(zipped_bytes=None, unzipped_bytes=LAMBDA_IMAGE_BYTES)
     return profile.model_copy(update=update)
 
 
@@ -408,5 +436,103 @@ def container_outputs_for(final: Path, shared: Any, profile: Any) -> ContainerOu
         resources=spec.resources.model_dump(),
         tag=shared.project.file.container.tag or shared.project.version,
         epoch=shared.epoch,
+        say=lambda m: shared.progress(f"[{profile.name}] {m}"),
+    )
+
+
+# -- Lambda's container-image form -------------------------------------------------------
+
+LAMBDA_TASK_ROOT = "/var/task"
+
+
+def write_lambda_image(
+    bundle: Path,
+    dest: Path,
+    *,
+    keys: Sequence[Any],
+    signer: Any,
+    base: Any,
+    tag: str,
+    epoch: int,
+    image_repository: str | None = None,
+    say: Callable[[str], None] = lambda _m: None,
+) -> ContainerOutputs:
+    """Lambda's container-image form of a verified bundle: its tree at ``/var/task`` in three
+    layers, ``python -m awslambdaric handler.handler`` as the entrypoint, the signed image
+    statement, and (given the ECR repository) serverless.yml / template.yaml for ``PackageType: Image``."""
+    from .deploy_files import write_lambda_deploy_files
+    from .packaging.oci import ImageConfig, write_image_layout
+    from .signing.open_artifact import open_artifact
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        staged = work / "out"
+        staged.mkdir()
+        root = work / "tree"
+        manifest = open_artifact(bundle, root, keys)
+        python_exe = _check_base(base, [manifest])
+        digest = sha256_file(bundle)
+        config = ImageConfig(
+            entrypoint=(python_exe, "-m", "awslambdaric"),
+            cmd=(str(manifest["runtime"].get("entrypoint") or "handler.handler"),),
+            env={
+                "LAMBDA_TASK_ROOT": LAMBDA_TASK_ROOT,
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONUNBUFFERED": "1",
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+            },
+            working_dir=LAMBDA_TASK_ROOT,
+            labels=_labels([manifest], [digest], epoch),
+            architecture=manifest["target"]["arch"],
+            title=str(manifest["name"]),
+            version=str(manifest["version"]),
+        )
+        say(f"writing the Lambda image (awslambdaric on {base.layout.name})")
+        image = write_image_layout(
+            staged / "oci",
+            base=base,
+            layers=_layers_for(str(manifest["name"]), root, LAMBDA_TASK_ROOT),
+            config=config,
+            tag=tag,
+            epoch=epoch,
+        )
+        _write_image_statement(staged / IMAGE_ATTESTATION, signer, image, [bundle], [digest], base, epoch)
+        if image_repository:
+            write_lambda_deploy_files(
+                bundle, manifest, staged / "deploy", image_uri=f"{image_repository}:{tag}"
+            )
+        _link_or_copy(Path(bundle), staged / Path(bundle).name)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(staged, dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    target = image_repository or f"ACCOUNT.dkr.ecr.REGION.amazonaws.com/{manifest['name']}"
+    note = (
+        f"Lambda image oci:{dest / 'oci'}:{tag} {image.manifest_digest}; push: "
+        f"skopeo copy oci:{dest / 'oci'}:{tag} docker://{target}:{tag}"
+    )
+    if not image_repository:
+        note += " (set function.image_repository to render serverless.yml and template.yaml for it)"
+    layers = {layer.name: layer.digest for layer in image.layers if not layer.from_base}
+    return ContainerOutputs(dest, dest / "oci", tag, image.manifest_digest, layers, note)
+
+
+def lambda_image_for(final: Path, shared: Any, profile: Any) -> ContainerOutputs:
+    """The build's Lambda image for one target's verified bundle, in ``<bundle name>/`` beside it."""
+    from .signing.keys import load_public_key_pem
+
+    function = shared.project.file.function
+    return write_lambda_image(
+        final,
+        final.with_name(final.name.removesuffix(".tar.gz")),
+        keys=[load_public_key_pem(shared.signer.public_key_pem())],
+        signer=shared.signer,
+        base=shared.base_image,
+        tag=shared.project.file.container.tag or shared.project.version,
+        epoch=shared.epoch,
+        image_repository=function.image_repository,
         say=lambda m: shared.progress(f"[{profile.name}] {m}"),
     )

@@ -111,7 +111,7 @@ class TargetProfile(_Frozen):
     device_packages: list[str] = Field(default_factory=list)
     runtime_settings: dict[str, Any] = Field(default_factory=dict)
     templates: str
-    packager: Literal["lambda-zip", "oci-image", "ota-bundle"]
+    packager: Literal["lambda-zip", "lambda-image", "oci-image", "ota-bundle"]
     limits: Limits = Field(default_factory=Limits)
     container: ContainerSpec | None = None  # kind: container only
     trim: list[str] = Field(default_factory=list)  # glob patterns, relative to the vendored root

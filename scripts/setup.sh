@@ -37,6 +37,18 @@ if [[ ! -x .venv-kserve/bin/python ]]; then
 fi
 .venv/bin/uv pip install --quiet --python .venv-kserve/bin/python "kserve==0.21.0" "onnxruntime==1.32.0" "numpy>=2.0,<2.5" pyyaml
 
+# The open-source Serverless Framework CLI (osls), pinned in package.json and package-lock.json:
+# the tests package and deploy serverless.yml with it (npx osls ...). npm ci reinstalls from the
+# lock file; skipped while node_modules is newer than the lock file (npm writes
+# node_modules/.package-lock.json last).
+if command -v npm >/dev/null; then
+  if [[ ! -x node_modules/.bin/osls || ! node_modules/.package-lock.json -nt package-lock.json ]]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+else
+  echo "note: npm not found: the Serverless CLI (osls) tests are skipped" >&2
+fi
+
 # Local Lambda invoke runs artifacts under the Python version Lambda would use.
 for v in 3.12; do
   command -v "python$v" >/dev/null || echo "note: python$v not on PATH: local invoke of python$v artifacts is unavailable" >&2

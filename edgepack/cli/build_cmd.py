@@ -76,6 +76,8 @@ def format_summary(result: Any) -> str:
             )
         if r.ok and r.artifact:
             lines.append(f"{r.target}: {r.artifact}")
+        if r.ok and r.layer:
+            lines.append(f"{r.target}: {r.layer['artifact']} (its Lambda layer)")
         if r.ok and r.image:
             lines.append(f"{r.target}: {r.image['note']}")
         elif not r.ok:

@@ -25,11 +25,18 @@ than the target's. Function errors, init errors, crashes and
 running out of memory are results, as Lambda reports them to a caller; only a
 timeout raises (``InvokeTimeoutError``). The process is always killed and the task
 root removed at the end.
+
+A function built with a layer split names its layer zip in ``runtime.layer``: the zip is
+looked up beside the function's, checked against the recorded sha256, and unpacked into
+the sandbox's ``opt`` (Lambda's ``/opt``); ``sys.path`` then reads as on Lambda: task
+root, ``opt/python/lib/pythonX.Y/site-packages``, ``opt/python``, the runtime dir. A
+missing or altered layer is refused (``BadInputError``) before anything starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -117,6 +124,19 @@ RESERVED_ENV = frozenset(
 )
 
 _POLL_S = 0.01
+OPT_DIR = "opt"  # in the sandbox: Lambda's /opt, where layers are extracted
+_LAYER_LAUNCHER_FILE = "layer_bootstrap.py"
+# Lambda's sys.path with layers: the task root, then /opt/python/lib/pythonX.Y/site-packages
+# and /opt/python, then the runtime dir. The bootstrap (run as a script, so its own directory
+# would be sys.path[0]) inserts the task root in front of what this leaves.
+_LAYER_LAUNCHER = """\
+import os, runpy, sys
+opt, runtime = sys.argv[1], os.environ["LAMBDA_RUNTIME_DIR"]
+site = os.path.join(opt, "python", "lib", "python%d.%d" % sys.version_info[:2], "site-packages")
+sys.path[0:1] = [site, os.path.join(opt, "python"), runtime]
+sys.argv[:] = [os.path.join(runtime, "bootstrap.py")]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 _BARE_CR = re.compile(r"\r(?!\n)")
 _EXIT_GRACE_S = 2.0  # after /init/error the runtime exits by itself; wait that long for its last logs
 _SIGNAL_WORDS = {
@@ -191,6 +211,11 @@ def read_lambda_target(artifact: Path) -> LambdaTarget:
     target = data.get("target")
     if not isinstance(target, dict):
         raise BadInputError("missing section 'target'", where=where)
+    if data.get("layer") is True:
+        raise BadInputError(
+            "this is a Lambda layer (runtime packages), not a function: invoke the function zip naming it",
+            where=where,
+        )
     kind = target.get("kind", "lambda")
     if kind != "lambda":
         raise PlatformError(
@@ -278,6 +303,23 @@ def _extract_zip(zip_path: Path, dest: Path) -> None:
     safe_extract_zip(zip_path, dest, max_bytes=MAX_UNZIPPED_BYTES)
 
 
+def _extract_layer(layer: Path, opt: Path, task_root: Path) -> None:
+    """Unpack a layer into ``opt``; Lambda counts the function and its layers together."""
+    try:
+        with zipfile.ZipFile(layer) as zf:
+            layer_bytes = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError) as e:
+        raise BadInputError(f"not a readable zip file: {e}", where=str(layer)) from e
+    task_bytes = sum(p.stat().st_size for p in task_root.rglob("*") if p.is_file())
+    if task_bytes + layer_bytes > MAX_UNZIPPED_BYTES:
+        raise BudgetExceededError(
+            f"function {task_bytes} + layer {layer_bytes} bytes unzipped is over Lambda's "
+            f"{MAX_UNZIPPED_BYTES} bytes",
+            where=str(layer),
+        )
+    safe_extract_zip(layer, opt, max_bytes=MAX_UNZIPPED_BYTES)
+
+
 def _copy_dir(src: Path, dest: Path) -> None:
     """Copy an unpacked artifact, with the same refusals as for a zip."""
     total = 0
@@ -297,6 +339,41 @@ def _copy_dir(src: Path, dest: Path) -> None:
             f"size {total} bytes is over Lambda's {MAX_UNZIPPED_BYTES} bytes", where=str(src)
         )
     shutil.copytree(src, dest, dirs_exist_ok=True)
+
+
+def function_layer(artifact: Path) -> Path | None:
+    """The layer zip a layer-split function names in ``runtime.layer``, checked: it must lie
+    beside the function (zip or directory) and have the recorded sha256. None without a layer."""
+    artifact = Path(artifact)
+    section = (_load_manifest(artifact).get("runtime") or {}).get("layer")
+    if section is None:
+        return None
+    where = f"{artifact}: {MANIFEST_FILE} runtime.layer"
+    file, sha = (section.get(k) if isinstance(section, dict) else None for k in ("file", "sha256"))
+    if (
+        not isinstance(file, str)
+        or not isinstance(sha, str)
+        or not file
+        or "/" in file
+        or file in (".", "..")
+    ):
+        raise BadInputError("expected {file: <zip name beside the function>, sha256: <hex>}", where=where)
+    path = artifact.parent / file
+    if not path.is_file():
+        raise BadInputError(
+            f"the function's layer {file} is missing: it is built beside the function zip", where=str(path)
+        )
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    if digest.hexdigest() != sha:
+        raise BadInputError(
+            f"layer {file} has sha256 {digest.hexdigest()}, the function was built with {sha}: "
+            "rebuild, or use the layer built with this function",
+            where=str(path),
+        )
+    return path
 
 
 # -- results ---------------------------------------------------------------------------
@@ -572,14 +649,19 @@ class LocalLambda:
         self._user_env = user_env
         self._sandbox = Path(tempfile.mkdtemp(prefix="edgepack-invoke-"))
         self.task_root = self._sandbox / "task"
+        self.opt_dir: Path | None = None  # Lambda's /opt, when the function has a layer
         self._env: _Environment | None = None
         self._server: RuntimeAPIServer | None = None
         try:
+            layer = function_layer(self.artifact)
             self.task_root.mkdir()
             if self.artifact.is_dir():
                 _copy_dir(self.artifact, self.task_root)
             else:
                 _extract_zip(self.artifact, self.task_root)
+            if layer is not None:
+                self.opt_dir = self._sandbox / OPT_DIR
+                _extract_layer(layer, self.opt_dir, self.task_root)
             self._server = RuntimeAPIServer(
                 on_handout=self._on_handout, on_result=self._on_result, on_init_error=self._on_init_error
             )
@@ -610,7 +692,8 @@ class LocalLambda:
         task, runtime = str(self.task_root), str(self.runtime_dir)
         env = {
             "PATH": f"{self.interpreter.path.parent}:/usr/local/bin:/usr/bin:/bin",
-            "LD_LIBRARY_PATH": f"{prefix}/lib:{runtime}:{runtime}/lib:{task}:{task}/lib",
+            "LD_LIBRARY_PATH": f"{prefix}/lib:{runtime}:{runtime}/lib:{task}:{task}/lib"
+            + (f":{self.opt_dir}/lib" if self.opt_dir is not None else ""),
             "LANG": "en_US.UTF-8",
             "TZ": ":UTC",
             # botocore and friends look under ~: a private home that does not exist, never the user's.
@@ -641,6 +724,10 @@ class LocalLambda:
         # Lambda's); -s: no user site; -B: no .pyc written, as /var/task is read-only on Lambda.
         # Emulated: qemu-aarch64 -L ROOT ROOT/usr/bin/python3.X, then the same arguments.
         cmd = [*self.interpreter.command(), "-S", "-s", "-B", str(self.runtime_dir / BOOTSTRAP_FILE)]
+        if self.opt_dir is not None:
+            launcher = self._sandbox / _LAYER_LAUNCHER_FILE
+            launcher.write_text(_LAYER_LAUNCHER, encoding="utf-8")
+            cmd = [*cmd[:-1], str(launcher), str(self.opt_dir)]
         env = self.environment(self._server.address)
         started = time.perf_counter()
         proc = subprocess.Popen(

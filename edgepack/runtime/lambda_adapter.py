@@ -22,6 +22,9 @@ with the Lambda context, telemetry events as log lines, and CloudWatch EMF metri
 (``ColdStart``, ``Invocations``, ``Errors``, ``InferenceLatency``) flushed on every
 invocation. Without Powertools (e.g. in a container) it falls back to stdlib logging
 and emits no metrics.
+
+With SnapStart on (``function.snapstart``), init also registers a before-snapshot hook
+that runs the recorded sample once (``snapstart.py``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from .errors import BadRequestError, InferenceError, clip, quote
 from .hooks import load_hooks
 from .manifest import Manifest
 from .predictor import Predictor
+from .snapstart import register_snapstart_hooks
 from .telemetry import ERROR, Telemetry, TelemetryEvent
 
 Handler = Callable[[Any, Any], dict[str, Any]]
@@ -236,6 +240,8 @@ def create_handler(root: Path) -> Handler:
     except InferenceError as e:
         obs.logger.error(f"cannot load the model: {e.message}")
         raise
+    # With SnapStart, warm the model on the recorded sample before Lambda's snapshot.
+    register_snapstart_hooks(predictor, root, manifest, log=obs.logger.info)
     dataplane = DataPlane(
         predictor, model_name=manifest.name, model_version=manifest.version, hooks=hooks, telemetry=telemetry
     )

@@ -76,7 +76,11 @@ def _edit_config(project: Path, change: Any) -> None:
 
 def test_every_default_target_builds(built: Built) -> None:
     assert built.result.ok, [r.error for r in built.result.results]
-    assert sorted(p.name for p in built.out.iterdir()) == [ARM, X86]  # nothing partial, nothing hidden
+    # Nothing partial, nothing hidden: each zip and the deploy files rendered from its manifest.
+    deploy = [name.removesuffix(".zip") + ".deploy" for name in (ARM, X86)]
+    assert sorted(p.name for p in built.out.iterdir()) == sorted([ARM, X86, *deploy])
+    for directory in deploy:
+        assert sorted(p.name for p in (built.out / directory).iterdir()) == ["serverless.yml", "template.yaml"]
 
 
 def test_manifest_records_what_shipped(built: Built) -> None:
