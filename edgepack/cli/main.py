@@ -15,6 +15,7 @@ from ..errors import EXIT_FAILURE, EdgepackError
 from . import (
     base_image_cmd,
     build_cmd,
+    deploy_cmd,
     image_cmd,
     init_cmd,
     invoke_cmd,
@@ -64,6 +65,7 @@ for command in (
     base_image_cmd.base_image,
     serve_cmd.serve,
     image_cmd.image,
+    deploy_cmd.deploy,
 ):
     cli.add_command(command)
 

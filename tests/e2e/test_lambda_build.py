@@ -80,7 +80,8 @@ def test_every_default_target_builds(built: Built) -> None:
     deploy = [name.removesuffix(".zip") + ".deploy" for name in (ARM, X86)]
     assert sorted(p.name for p in built.out.iterdir()) == sorted([ARM, X86, *deploy])
     for directory in deploy:
-        assert sorted(p.name for p in (built.out / directory).iterdir()) == ["serverless.yml", "template.yaml"]
+        rendered = sorted(p.name for p in (built.out / directory).iterdir())
+        assert rendered == ["serverless.yml", "template.yaml"]
 
 
 def test_manifest_records_what_shipped(built: Built) -> None:
