@@ -11,7 +11,7 @@ KEY=$SAMPLE/keys/dev
 
 [[ -f $KEY.key ]] || $EP keys generate --out "$KEY"
 $EP build "$SAMPLE" --out dist
-for artifact in dist/digits-*; do
+for artifact in dist/digits-*.zip dist/digits-*.tar.gz; do
   $EP verify "$artifact" --key "$KEY.pub"
 done
 for arch in x86_64 arm64; do
