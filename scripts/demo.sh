@@ -11,6 +11,7 @@ KEY=$SAMPLE/keys/dev
 
 [[ -f $KEY.key ]] || $EP keys generate --out "$KEY"
 $EP build "$SAMPLE" --out dist
+shopt -s nullglob
 for artifact in dist/digits-*.zip dist/digits-*.tar.gz; do
   $EP verify "$artifact" --key "$KEY.pub"
 done
