@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from ..invoke.local import RESERVED_ENV as LAMBDA_RESERVED_ENV
 from ..targets import LAMBDA_RUNTIMES
 from .errors import DeployRequestError
 
@@ -33,28 +34,8 @@ SNAPSTART_RUNTIMES: tuple[str, ...] = tuple(
 # Lambda's names for the manifest's architectures.
 ARCHITECTURES: dict[str, str] = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 
-# Variables Lambda sets itself and refuses in a function's configuration.
-RESERVED_ENV = frozenset(
-    {
-        "_HANDLER",
-        "_X_AMZN_TRACE_ID",
-        "AWS_REGION",
-        "AWS_EXECUTION_ENV",
-        "AWS_LAMBDA_FUNCTION_NAME",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-        "AWS_LAMBDA_FUNCTION_VERSION",
-        "AWS_LAMBDA_INITIALIZATION_TYPE",
-        "AWS_LAMBDA_LOG_GROUP_NAME",
-        "AWS_LAMBDA_LOG_STREAM_NAME",
-        "AWS_ACCESS_KEY",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_LAMBDA_RUNTIME_API",
-        "LAMBDA_TASK_ROOT",
-        "LAMBDA_RUNTIME_DIR",
-    }
-)
+# Variables Lambda sets itself and refuses in a function's configuration: one list, the local invoke's.
+RESERVED_ENV = LAMBDA_RESERVED_ENV
 
 # The API's own patterns, narrowed to what edgepack sends (names, not ARNs, for functions).
 _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
