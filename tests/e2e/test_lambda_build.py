@@ -383,7 +383,10 @@ def test_relative_paths_from_the_command_line(
     result = CliRunner().invoke(cli, ["build", "digits", "--target", "lambda-x86_64", "--out", "dist", "-q"])
     assert result.exit_code == 0, result.output
     assert "ok (cached)" not in result.output
-    assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == ["digits-1.0.1-lambda-x86_64.zip"]
+    assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == [
+        "digits-1.0.1-lambda-x86_64.deploy",
+        "digits-1.0.1-lambda-x86_64.zip",
+    ]
 
 
 def _rewrite_zip(src: Path, dest: Path, change: Any) -> None:

@@ -97,7 +97,8 @@ def _sha(path: Path) -> str:
 
 def test_build_writes_a_function_zip_and_its_layer(layered: Layered) -> None:
     assert layered.result.ok, [r.error for r in layered.result.results]
-    assert sorted(p.name for p in layered.out.iterdir()) == sorted([FUNCTION, LAYER])  # nothing partial
+    deploy = FUNCTION.removesuffix(".zip") + ".deploy"  # serverless.yml and template.yaml for the pair
+    assert sorted(p.name for p in layered.out.iterdir()) == sorted([FUNCTION, LAYER, deploy])
     result = layered.result.results[0]
     assert result.layer is not None and result.layer["artifact"] == str(layered.layer)
 
@@ -151,10 +152,13 @@ def test_function_manifest_names_the_layer_by_digest(layered: Layered) -> None:
 
 
 def test_unchanged_rebuild_reuses_both_from_the_cache(layered: Layered) -> None:
-    before = {p.name: _sha(p) for p in layered.out.iterdir()}
+    def files() -> dict[str, str]:
+        return {str(p.relative_to(layered.out)): _sha(p) for p in layered.out.rglob("*") if p.is_file()}
+
+    before = files()
     again = build(layered.project, layered.out, [TARGET], epoch=EPOCH)
     assert again.ok and again.results[0].cached
-    assert {p.name: _sha(p) for p in layered.out.iterdir()} == before
+    assert files() == before
 
 
 def test_model_only_change_keeps_the_layer_zip_byte_identical(
