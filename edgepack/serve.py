@@ -10,7 +10,6 @@ host's site-packages out, so a package the artifact forgot fails here as it woul
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -24,7 +23,6 @@ from typing import Any
 from .errors import ConfigError
 
 SERVER_MODULE = "edgepack_runtime.http_server"
-_MACHINE = {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}
 
 
 @dataclass(frozen=True)
@@ -55,9 +53,10 @@ def plan_serving(
     artifacts: Sequence[Path], workdir: Path, keys: Sequence[Any], python: str | None = None
 ) -> ServePlan:
     """Open every artifact under ``workdir`` and check they can share one server process."""
+    from .invoke.lambda_base import host_arch as host_machine
     from .signing.open_artifact import open_artifact
 
-    host_arch = _MACHINE.get(platform.machine().lower(), platform.machine())
+    host_arch = host_machine()
     roots: list[Path] = []
     manifests: list[dict[str, Any]] = []
     names: dict[str, Path] = {}

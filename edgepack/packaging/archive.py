@@ -18,6 +18,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from ..errors import ConfigError, EdgepackError, PackagingError, UnsafePathError
 
@@ -210,6 +211,16 @@ def checked_zip_entries(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     return files
 
 
+def write_new_file(target: Path, src: IO[bytes], *, executable: bool) -> None:
+    """Copy ``src`` into ``target``, which must not exist (no following a planted symlink);
+    mode 0755 for executables, else 0644, whatever the umask."""
+    mode = 0o755 if executable else 0o644
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(target, flags, mode), "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+    os.chmod(target, mode)  # the umask may have taken bits from os.open's mode
+
+
 def safe_extract_zip(zip_path: Path, dest: Path, *, max_bytes: int = MAX_EXTRACT_BYTES) -> list[str]:
     """Unpack ``zip_path`` into ``dest`` (which must not exist, or be empty); return the file names.
 
@@ -236,12 +247,8 @@ def safe_extract_zip(zip_path: Path, dest: Path, *, max_bytes: int = MAX_EXTRACT
             for info in entries:
                 target = tmp.joinpath(*info.filename.split("/"))
                 target.parent.mkdir(parents=True, exist_ok=True)
-                mode = 0o755 if (info.external_attr >> 16) & 0o111 else 0o644
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-                fd = os.open(target, flags, mode)
-                with os.fdopen(fd, "wb") as out, zf.open(info) as src:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                os.chmod(target, mode)  # the umask may have taken bits from os.open's mode
+                with zf.open(info) as src:
+                    write_new_file(target, src, executable=bool((info.external_attr >> 16) & 0o111))
             os.replace(tmp, dest)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
             raise PackagingError(f"{zip_path}: cannot unpack: {e}") from e

@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 
 from ..errors import PackagingError, UnsafePathError
-from .archive import MAX_EXTRACT_BYTES, check_relpath, safe_extract_zip
+from .archive import MAX_EXTRACT_BYTES, check_relpath, safe_extract_zip, write_new_file
 
 
 def safe_extract_tar(tar_path: Path, dest: Path, *, max_bytes: int = MAX_EXTRACT_BYTES) -> list[str]:
@@ -33,7 +33,7 @@ def safe_extract_tar(tar_path: Path, dest: Path, *, max_bytes: int = MAX_EXTRACT
     try:
         with tarfile.open(tar_path, mode="r|*") as tf:
             for member in tf:
-                name = check_relpath(member.name.rstrip("/"), UnsafePathError)
+                name = check_relpath(member.name.rstrip("/"))
                 if name in seen:
                     raise UnsafePathError(f"{name!r}: tar member appears twice")
                 seen.add(name)
@@ -47,13 +47,9 @@ def safe_extract_tar(tar_path: Path, dest: Path, *, max_bytes: int = MAX_EXTRACT
                 if total > max_bytes:
                     raise UnsafePathError(f"unpacks to over {max_bytes} bytes")
                 target.parent.mkdir(parents=True, exist_ok=True)
-                mode = 0o755 if member.mode & 0o111 else 0o644
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
                 src = tf.extractfile(member)
                 assert src is not None  # regular members always have a stream
-                with os.fdopen(os.open(target, flags, mode), "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                os.chmod(target, mode)
+                write_new_file(target, src, executable=bool(member.mode & 0o111))
                 names.append(name)
         os.replace(tmp, dest)
     except UnsafePathError as e:

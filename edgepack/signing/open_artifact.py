@@ -10,6 +10,7 @@ the caller must say loudly that it runs unverified code.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,6 @@ def open_artifact(artifact: Path, dest: Path, keys: Sequence[PublicKey]) -> dict
         try:
             return dict(verify_tree(dest, keys).manifest)
         except VerificationError:
-            import shutil
-
             shutil.rmtree(dest, ignore_errors=True)
             raise
     try:
