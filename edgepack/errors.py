@@ -10,30 +10,41 @@ Exit codes: 0 ok, 1 failure, 2 bad input (config, model, data, request),
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
-EXIT_REFUSED = 4
+from .runtime.failures import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, EXIT_REFUSED, EdgepackError
+from .runtime.trust.errors import (
+    BadSignatureError,
+    DigestMismatchError,
+    DuplicateSubjectError,
+    ExpectationError,
+    FormatError,
+    InstallError,
+    MalformedAttestationError,
+    MissingFileError,
+    RollbackError,
+    UnlistedFileError,
+    UnsafePathError,
+    VerificationError,
+)
 
-
-class EdgepackError(Exception):
-    """Base of every error edgepack raises on purpose."""
-
-    exit_code: int = EXIT_FAILURE
-    http_status: int = 500
-
-    def __init__(self, message: str, *, where: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.where = where
-
-    def hint(self) -> str:
-        """One line naming what is wrong and where."""
-        text = f"{self.where}: {self.message}" if self.where else self.message
-        return " ".join(text.split())
-
-    def __str__(self) -> str:
-        return self.hint()
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "BadSignatureError",
+    "DigestMismatchError",
+    "DuplicateSubjectError",
+    "EdgepackError",
+    "ExpectationError",
+    "FormatError",
+    "InstallError",
+    "MalformedAttestationError",
+    "MissingFileError",
+    "RollbackError",
+    "UnlistedFileError",
+    "UnsafePathError",
+    "VerificationError",
+]
 
 
 # -- bad input (exit 2) -------------------------------------------------------------
@@ -109,48 +120,4 @@ class InvokeError(EdgepackError):
 class DeployError(EdgepackError):
     pass
 
-
-# -- refused (exit 4) ---------------------------------------------------------------
-
-
-class VerificationError(EdgepackError):
-    """An artifact failed verification; subclasses name the check that refused."""
-
-    exit_code = EXIT_REFUSED
-    http_status = 403
-
-
-class MalformedAttestationError(VerificationError):
-    pass
-
-
-class BadSignatureError(VerificationError):
-    pass
-
-
-class DigestMismatchError(VerificationError):
-    pass
-
-
-class UnlistedFileError(VerificationError):
-    pass
-
-
-class MissingFileError(VerificationError):
-    pass
-
-
-class DuplicateSubjectError(VerificationError):
-    pass
-
-
-class UnsafePathError(VerificationError):
-    pass
-
-
-class RollbackError(VerificationError):
-    pass
-
-
-class InstallError(EdgepackError):
-    exit_code = EXIT_REFUSED
+# The refusals (exit 4) live in the runtime (runtime/trust/errors.py): devices raise them too.
