@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -115,6 +114,7 @@ def main() -> None:
 
     from edgepack.invoke.lambda_base import find_python
     from edgepack.invoke.local import invoke_local
+    from edgepack.runtime.trust.reader import verify_and_extract
 
     python = str(find_python("python3.12", "x86_64", None).path)
     event = json.loads((SAMPLE / "events" / "direct.json").read_text())
@@ -123,16 +123,15 @@ def main() -> None:
         print("preparing: edgepack artifact and a TensorFlow task root for cp312 x86_64", file=sys.stderr)
         artifact = args.artifact or build_artifact(work)
         task = work / "edgepack-task"
-        with zipfile.ZipFile(artifact) as z:
-            z.extractall(task)
-            unzipped = sum(i.file_size for i in z.infolist())
-            runtime_deps = sum(
-                i.file_size
-                for i in z.infolist()
-                if not i.filename.startswith(("model/", "edgepack_runtime/"))
-                and i.filename
-                not in {"edgepack.json", "attestation.dsse.json", "handler.py", "edgepack_user_hooks.py"}
-            )
+        # The one trust path, unverified (the benchmark built the artifact itself).
+        sizes = verify_and_extract(artifact, task, [], kind="zip", unverified=True).sizes
+        unzipped = sum(sizes.values())
+        runtime_deps = sum(
+            size
+            for name, size in sizes.items()
+            if not name.startswith(("model/", "edgepack_runtime/"))
+            and name not in {"edgepack.json", "attestation.dsse.json", "handler.py", "edgepack_user_hooks.py"}
+        )
         tf_site, tf_packages = vendor_tensorflow(work / "tf-site")
         # A container image built with pip ships TensorFlow byte-compiled: do the same.
         subprocess.run(

@@ -282,8 +282,8 @@ def _build_target(shared: BuildInputs, profile: TargetProfile, out: Path) -> Tar
     try:
         package_report = _stage_and_package(shared, profile, chosen, staging, partial, layer)
         pending = [*([(layer.partial, layer.final)] if layer else []), (partial, final)]
-        for p, _f in pending:
-            _verify(p, shared)
+        for p, f in pending:
+            _verify(p, f, shared)
         for p, f in pending:
             os.replace(p, f)
     finally:
@@ -325,17 +325,17 @@ def _place(src: Path, final: Path, shared: BuildInputs) -> None:
     partial = final.with_name(f".{final.name}.partial")
     try:
         shutil.copyfile(src, partial)
-        _verify(partial, shared)
+        _verify(partial, final, shared)
         os.replace(partial, final)
     finally:
         partial.unlink(missing_ok=True)
 
 
-def _verify(path: Path, shared: BuildInputs) -> None:
+def _verify(path: Path, final: Path, shared: BuildInputs) -> None:
+    from .runtime.trust.reader import kind_of, verify_and_extract
     from .signing.keys import load_public_key_pem
-    from .signing.verify import verify_artifact
 
-    verify_artifact(path, [load_public_key_pem(shared.signer.public_key_pem())])
+    verify_and_extract(path, None, [load_public_key_pem(shared.signer.public_key_pem())], kind=kind_of(final))
 
 
 # -- staging, packaging, signing ----------------------------------------------------

@@ -1,7 +1,7 @@
 """A container target's outputs, made from signed app bundles: the OCI image, the Dockerfile
 that builds the same image, Kubernetes manifests and the image's signed statement.
 
-The image is assembled from what ``open_artifact`` verified and unpacked, never from the
+The image is assembled from what ``verify_and_extract`` verified and unpacked, never from the
 build's staging tree, so the image holds exactly what the bundle's signature vouches for.
 Each model gets three layers, split by how often they change:
 
@@ -159,7 +159,7 @@ def write_container_outputs(
     """
     from .packaging.oci import Healthcheck, ImageConfig, write_image_layout
     from .render import render_template_set
-    from .signing.open_artifact import open_artifact
+    from .runtime.trust.reader import verify_and_extract
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -171,7 +171,7 @@ def write_container_outputs(
         roots: list[Path] = []
         for bundle in bundles:
             root = work / "trees" / f"{len(roots)}"
-            manifests.append(open_artifact(bundle, root, keys))
+            manifests.append(verify_and_extract(bundle, root, keys, unverified=not keys).manifest)
             roots.append(root)
         _check_models(bundles, manifests)
         tag = tag or str(manifests[0]["version"])
@@ -462,7 +462,7 @@ def write_lambda_image(
     statement, and (given the ECR repository) serverless.yml / template.yaml for ``PackageType: Image``."""
     from .deploy_files import write_lambda_deploy_files
     from .packaging.oci import ImageConfig, write_image_layout
-    from .signing.open_artifact import open_artifact
+    from .runtime.trust.reader import verify_and_extract
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -471,7 +471,7 @@ def write_lambda_image(
         staged = work / "out"
         staged.mkdir()
         root = work / "tree"
-        manifest = open_artifact(bundle, root, keys)
+        manifest = verify_and_extract(bundle, root, keys, unverified=not keys).manifest
         python_exe = _check_base(base, [manifest])
         digest = sha256_file(bundle)
         config = ImageConfig(

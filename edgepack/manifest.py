@@ -15,6 +15,7 @@ from typing import Any
 
 from . import __version__
 from .runtime.manifest import MANIFEST_FILE, MANIFEST_SCHEMA, ModelSection, RuntimeSection
+from .sbom import write_sbom
 from .targets import TargetProfile
 
 
@@ -90,6 +91,8 @@ def manifest_dict(m: ManifestInputs) -> dict[str, Any]:
 
 
 def write_manifest(root: Path, data: Mapping[str, Any]) -> Path:
+    """``edgepack.json`` and, beside it, the SBOM of the packages it lists (``sbom.py``)."""
     path = root / MANIFEST_FILE
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_sbom(root, data)
     return path

@@ -1,7 +1,8 @@
 """``edgepack serve``: run the Open Inference Protocol server the container image runs, locally.
 
-Each artifact is opened (verified when keys are given, unpacked, and verified again
-unpacked: ``open_artifact``) into a private directory, and the server runs as a child
+Each artifact is verified (when keys are given; otherwise the same reader runs unverified
+and the command says so) and unpacked in one pass (``verify_and_extract``) into a private
+directory, and the server runs as a child
 process of the artifact's own Python with nothing on its path but the first artifact's
 tree: the runtime and the packages vendored for it, as in the image. ``-S`` keeps the
 host's site-packages out, so a package the artifact forgot fails here as it would there.
@@ -54,7 +55,7 @@ def plan_serving(
 ) -> ServePlan:
     """Open every artifact under ``workdir`` and check they can share one server process."""
     from .invoke.lambda_base import host_arch as host_machine
-    from .signing.open_artifact import open_artifact
+    from .runtime.trust.reader import verify_and_extract
 
     host_arch = host_machine()
     roots: list[Path] = []
@@ -62,7 +63,7 @@ def plan_serving(
     names: dict[str, Path] = {}
     for index, artifact in enumerate(artifacts):
         root = workdir / f"model-{index}"
-        manifest = open_artifact(artifact, root, keys)
+        manifest = verify_and_extract(artifact, root, keys, unverified=not keys).manifest
         target = manifest.get("target") or {}
         where = str(artifact)
         if target.get("arch") != host_arch:

@@ -13,10 +13,10 @@ KEY=$SAMPLE/keys/dev
 $EP build "$SAMPLE" --out dist
 shopt -s nullglob
 for artifact in dist/digits-*.zip dist/digits-*.tar.gz; do
-  $EP verify "$artifact" --key "$KEY.pub"
+  $EP verify "$artifact" --key "$KEY.pub" --name digits --min-version 1.0.0
 done
 for arch in x86_64 arm64; do
-  $EP invoke "dist/digits-1.0.0-lambda-$arch.zip" \
+  $EP invoke "dist/digits-1.0.0-lambda-$arch.zip" --key "$KEY.pub" \
     --event $SAMPLE/events/direct.json \
     --event $SAMPLE/events/oip.json \
     --event $SAMPLE/events/apigw-v2.json

@@ -28,6 +28,13 @@ def _read_event(path: Path) -> object:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Event JSON file; repeat to send several events to one warm function.",
 )
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Trusted public key (PEM); repeat for several. Without one the artifact runs UNVERIFIED.",
+)
 @click.option("--memory", default=1024, show_default=True, help="Memory size (MB) reported to the function.")
 @click.option(
     "--timeout",
@@ -35,17 +42,31 @@ def _read_event(path: Path) -> object:
     show_default=True,
     help="Seconds before the invocation is killed (x20 for arm64 artifacts run under emulation).",
 )
-def invoke(artifact: Path, events: tuple[Path, ...], memory: int, timeout: float) -> None:
+def invoke(
+    artifact: Path, events: tuple[Path, ...], keys: tuple[Path, ...], memory: int, timeout: float
+) -> None:
     """Invoke ARTIFACT (a Lambda zip) in a fresh Lambda-like process.
+
+    With --key the artifact is verified (signature, every file's digest and mode) by the
+    reader that unpacks it, and a refusal exits 4 before anything runs. Without --key the
+    same reader unpacks it with every check but the signature, and a warning says so.
 
     The function runs under the artifact's own Python with only the artifact and what
     Lambda's runtime provides, through awslambdaric and a Runtime API on 127.0.0.1.
     Responses go to stdout; function logs and the REPORT line to stderr.
     """
     from ..invoke.local import invoke_local_many
+    from ..signing.keys import load_public_keys
 
+    trusted = load_public_keys(list(keys)) if keys else None
+    if trusted is None:
+        click.echo(
+            f"edgepack: WARNING: no --key given: running UNVERIFIED code from {artifact} "
+            "(its signature is not checked; pass --key with the signer's public key)",
+            err=True,
+        )
     results = invoke_local_many(
-        artifact, [_read_event(p) for p in events], timeout_s=timeout, memory_mb=memory
+        artifact, [_read_event(p) for p in events], timeout_s=timeout, memory_mb=memory, keys=trusted
     )
     failed = False
     for result in results:

@@ -16,10 +16,12 @@ from . import (
     base_image_cmd,
     build_cmd,
     deploy_cmd,
+    device_cmd,
     image_cmd,
     init_cmd,
     invoke_cmd,
     keys_cmd,
+    publish_cmd,
     report_cmd,
     serve_cmd,
     targets_cmd,
@@ -66,6 +68,8 @@ for command in (
     serve_cmd.serve,
     image_cmd.image,
     deploy_cmd.deploy,
+    device_cmd.device,
+    publish_cmd.publish,
 ):
     cli.add_command(command)
 

@@ -1,8 +1,8 @@
 """The artifact a deploy sends, verified before anything else happens.
 
 ``open_verified`` hashes the zip, then verifies its signature and every file offline
-with the trusted keys (``signing.verify``): a tampered or unsigned zip raises a
-``VerificationError`` (exit 4) before any request is made. The bytes later sent are
+with the trusted keys (the runtime's ``verify_and_extract``, verifying only): a tampered
+or unsigned zip raises a ``VerificationError`` (exit 4) before any request is made. The bytes later sent are
 re-hashed against the digest taken here, so a file swapped after verification is
 refused too. ``open_layer`` does the same for the layer zip that a layer-split function's
 manifest names (``runtime.layer``: file beside the function zip, its sha256, a name).
@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import BadInputError, DigestMismatchError, UnsafePathError
-from ..signing.keys import PublicKey
-from ..signing.verify import verify_artifact
+from ..runtime.trust.public_keys import PublicKey
+from ..runtime.trust.reader import verify_and_extract
 
 
 @dataclass(frozen=True)
@@ -83,12 +82,10 @@ def open_verified(path: Path, keys: Sequence[PublicKey]) -> VerifiedZip:
     if not keys:
         raise BadInputError("no trusted key: pass --key with the signer's public key", where=str(path))
     sha = file_sha256(path)  # before verifying: the bytes sent later must hash to this
-    verified = verify_artifact(path, keys)
-    try:
-        with zipfile.ZipFile(path) as zf:
-            unzipped = sum(info.file_size for info in zf.infolist())
-    except zipfile.BadZipFile as e:  # verify_artifact read it; only a concurrent change gets here
-        raise DigestMismatchError(f"{path}: the file changed after it was verified") from e
+    verified = verify_and_extract(path, None, keys, kind="zip")
+    if file_sha256(path) != sha:
+        raise DigestMismatchError(f"{path}: the file changed while it was verified")
+    unzipped = sum(verified.sizes.values())
     return VerifiedZip(
         path, verified.manifest, sha, path.stat().st_size, unzipped, verified.keyid, dict(verified.subjects)
     )

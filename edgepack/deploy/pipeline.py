@@ -100,7 +100,7 @@ def deploy_lambda(
     aws = _connect(aws, region, endpoint_url)
     preflight(aws, plan)  # a missing --role fails before the (slow) smoke test
     if options.smoke:
-        report = smoke_test(artifact)
+        report = smoke_test(artifact, keys=keys)
         step(
             f"smoke test passed: {', '.join(report.outputs)} within {report.max_abs_error:.2g} of the "
             f"recorded sample (init {report.init_ms or 0:.0f} ms, {report.duration_ms:.1f} ms)"

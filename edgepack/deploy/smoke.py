@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..runtime.sample import read_sample
+from ..runtime.trust.public_keys import PublicKey
 from .artifact import VerifiedZip
 from .errors import SmokeTestError
 
@@ -79,9 +81,11 @@ def smoke_test(
     *,
     timeout_s: float | None = None,
     memory_mb: int | None = None,
+    keys: Sequence[PublicKey] | None = None,
 ) -> SmokeReport:
     """Run the recorded sample through ``artifact``; raise ``SmokeTestError``
-    unless every output matches. Returns the figures for the step line."""
+    unless every output matches. Returns the figures for the step line. With ``keys`` the
+    zip is verified again by the reader that unpacks it, so what runs is what was verified."""
     from ..invoke.local import invoke_local
 
     function = artifact.manifest.get("function") or {}
@@ -92,7 +96,7 @@ def smoke_test(
         inputs, recorded = _sample(artifact, workdir)
         event = {"inputs": {name: value.tolist() for name, value in inputs.items()}}
         result = invoke_local(
-            artifact.path, event, timeout_s=timeout, memory_mb=memory, function_name=artifact.name
+            artifact.path, event, timeout_s=timeout, memory_mb=memory, function_name=artifact.name, keys=keys
         )
     if result.init_error is not None:
         raise SmokeTestError(

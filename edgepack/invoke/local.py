@@ -1,6 +1,9 @@
 """Invoke a Lambda artifact on this host the way Lambda's Python runtime would.
 
-``invoke_local(artifact, event)`` unpacks the zip into a fresh task root, starts a
+``invoke_local(artifact, event, keys=...)`` verifies the zip against the trusted keys and
+unpacks it into a fresh task root through the one trust path (``verify_and_extract``: what
+runs is what was verified; with ``keys=None`` the same reader runs in its explicit
+unverified mode, with every check but the signature, and the caller must say so), starts a
 new interpreter of the artifact's Python version (never the host's venv) with only
 what Lambda's managed runtime provides beside the function (awslambdaric, boto3; see
 ``lambda_base``), serves it the Lambda Runtime API on 127.0.0.1 (``runtime_api``) and
@@ -51,8 +54,7 @@ import tempfile
 import threading
 import time
 import uuid
-import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,8 +62,10 @@ from typing import Any, NoReturn
 
 from ..cache import BuildCache
 from ..errors import BadInputError, BudgetExceededError, InvokeError, PlatformError, UnsafePathError
-from ..packaging.archive import safe_extract_zip, unsafe_path_reason
+from ..packaging.archive import unsafe_path_reason
 from ..runtime.manifest import MANIFEST_FILE, MANIFEST_SCHEMA
+from ..runtime.trust.public_keys import PublicKey
+from ..runtime.trust.reader import Limits, VerifiedArtifact, verify_and_extract, verify_tree
 from ..targets import LAMBDA_RUNTIMES
 from .emulation import can_emulate, check_emulated_runtime
 from .lambda_base import (
@@ -174,40 +178,13 @@ class LambdaTarget:
         return self.lambda_runtime.removeprefix("python")
 
 
-def _load_manifest(artifact: Path) -> dict[str, Any]:
-    where = f"{artifact}!{MANIFEST_FILE}" if artifact.is_file() else str(artifact / MANIFEST_FILE)
-    try:
-        if artifact.is_dir():
-            text = (artifact / MANIFEST_FILE).read_bytes()
-        elif artifact.is_file():
-            with zipfile.ZipFile(artifact) as zf:
-                text = zf.read(MANIFEST_FILE)
-        else:
-            raise BadInputError("no such file or directory", where=str(artifact))
-    except KeyError as e:
-        raise BadInputError(f"no {MANIFEST_FILE} at the artifact root", where=str(artifact)) from e
-    except zipfile.BadZipFile as e:
-        raise BadInputError(f"not a zip file: {e}", where=str(artifact)) from e
-    except OSError as e:
-        raise BadInputError(f"cannot read {MANIFEST_FILE}: {e}", where=str(artifact)) from e
-    try:
-        data = json.loads(text)
-    except ValueError as e:
-        raise BadInputError(f"not valid JSON: {e}", where=where) from e
-    if not isinstance(data, dict):
-        raise BadInputError("the manifest must be a JSON object", where=where)
-    if data.get("schema") != MANIFEST_SCHEMA:
-        raise BadInputError(
-            f"unknown schema {data.get('schema')!r} (expected {MANIFEST_SCHEMA})", where=where
-        )
-    return data
-
-
-def read_lambda_target(artifact: Path) -> LambdaTarget:
-    """Read ``target.lambda_runtime``, ``target.arch`` and ``runtime.entrypoint`` from the manifest."""
+def read_lambda_target(data: Mapping[str, Any], artifact: Path) -> LambdaTarget:
+    """``target.lambda_runtime``, ``target.arch`` and ``runtime.entrypoint`` from the (verified) manifest."""
     artifact = Path(artifact)
-    data = _load_manifest(artifact)
     where = f"{artifact}: {MANIFEST_FILE}"
+    if data.get("schema") != MANIFEST_SCHEMA:
+        schema = data.get("schema")
+        raise BadInputError(f"unknown schema {schema!r} (expected {MANIFEST_SCHEMA})", where=where)
     target = data.get("target")
     if not isinstance(target, dict):
         raise BadInputError("missing section 'target'", where=where)
@@ -285,39 +262,37 @@ def check_platform(target: LambdaTarget, artifact: Path) -> None:
         )
 
 
-def _extract_zip(zip_path: Path, dest: Path) -> None:
-    """Unpack a Lambda zip into the (empty) task root, with the shared safe extraction.
+def open_function(artifact: Path, dest: Path, keys: Sequence[PublicKey] | None) -> VerifiedArtifact:
+    """Verify and unpack a Lambda zip into the task root ``dest`` (which must not exist), or
+    copy an unpacked directory there and verify the copy; ``keys=None`` is the unverified mode.
 
-    Unsafe entries (``..``, absolute paths, symlinks, ...) raise ``UnsafePathError``;
-    more than Lambda's 250 MB unzipped is refused before anything is written.
+    More than Lambda's 250 MB unzipped is refused before anything is written.
     """
-    try:
-        with zipfile.ZipFile(zip_path) as zf:
-            total = sum(info.file_size for info in zf.infolist())
-    except (zipfile.BadZipFile, OSError) as e:
-        raise BadInputError(f"not a readable zip file: {e}", where=str(zip_path)) from e
-    if total > MAX_UNZIPPED_BYTES:
-        raise BudgetExceededError(
-            f"unzipped size {total} bytes is over Lambda's {MAX_UNZIPPED_BYTES} bytes", where=str(zip_path)
-        )
-    safe_extract_zip(zip_path, dest, max_bytes=MAX_UNZIPPED_BYTES)
+    unverified = keys is None
+    trusted = list(keys or ())
+    if artifact.is_dir():
+        dest.mkdir()
+        _copy_dir(artifact, dest)
+        return verify_tree(dest, trusted, unverified=unverified)
+    limits = Limits(max_bytes=MAX_UNZIPPED_BYTES)
+    return verify_and_extract(artifact, dest, trusted, kind="zip", unverified=unverified, limits=limits)
 
 
-def _extract_layer(layer: Path, opt: Path, task_root: Path) -> None:
-    """Unpack a layer into ``opt``; Lambda counts the function and its layers together."""
-    try:
-        with zipfile.ZipFile(layer) as zf:
-            layer_bytes = sum(info.file_size for info in zf.infolist())
-    except (zipfile.BadZipFile, OSError) as e:
-        raise BadInputError(f"not a readable zip file: {e}", where=str(layer)) from e
-    task_bytes = sum(p.stat().st_size for p in task_root.rglob("*") if p.is_file())
-    if task_bytes + layer_bytes > MAX_UNZIPPED_BYTES:
+def _extract_layer(
+    layer: Path, opt: Path, function: VerifiedArtifact, keys: Sequence[PublicKey] | None
+) -> None:
+    """Verify and unpack a layer into ``opt``; Lambda counts the function and its layers together."""
+    task_bytes = sum(function.sizes.values())
+    room = MAX_UNZIPPED_BYTES - task_bytes
+    if room <= 0:
         raise BudgetExceededError(
-            f"function {task_bytes} + layer {layer_bytes} bytes unzipped is over Lambda's "
+            f"function {task_bytes} bytes unzipped leaves no room for its layer under Lambda's "
             f"{MAX_UNZIPPED_BYTES} bytes",
             where=str(layer),
         )
-    safe_extract_zip(layer, opt, max_bytes=MAX_UNZIPPED_BYTES)
+    verify_and_extract(
+        layer, opt, list(keys or ()), kind="zip", unverified=keys is None, limits=Limits(max_bytes=room)
+    )
 
 
 def _copy_dir(src: Path, dest: Path) -> None:
@@ -341,11 +316,12 @@ def _copy_dir(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, dirs_exist_ok=True)
 
 
-def function_layer(artifact: Path) -> Path | None:
+def function_layer(artifact: Path, manifest: Mapping[str, Any]) -> Path | None:
     """The layer zip a layer-split function names in ``runtime.layer``, checked: it must lie
     beside the function (zip or directory) and have the recorded sha256. None without a layer."""
     artifact = Path(artifact)
-    section = (_load_manifest(artifact).get("runtime") or {}).get("layer")
+    runtime = manifest.get("runtime")
+    section = runtime.get("layer") if isinstance(runtime, dict) else None
     if section is None:
         return None
     where = f"{artifact}: {MANIFEST_FILE} runtime.layer"
@@ -605,6 +581,7 @@ class LocalLambda:
         function_name: str | None = None,
         cache: BuildCache | None = None,
         timeout_factor: float | None = None,
+        keys: Sequence[PublicKey] | None = None,
     ) -> None:
         self.artifact = Path(artifact)
         if not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
@@ -622,7 +599,33 @@ class LocalLambda:
             raise BadInputError(f"timeout_factor={timeout_factor}: must be above 0 (and at most 1000)")
         self.timeout_s = float(timeout_s)
         self.memory_mb = int(memory_mb)
-        target = read_lambda_target(self.artifact)
+        self._sandbox = Path(tempfile.mkdtemp(prefix="edgepack-invoke-"))
+        self.task_root = self._sandbox / "task"
+        self.opt_dir: Path | None = None  # Lambda's /opt, when the function has a layer
+        self._env: _Environment | None = None
+        self._server: RuntimeAPIServer | None = None
+        try:
+            self._prepare(keys, function_name, python, cache, timeout_factor, region, user_env)
+        except BaseException:
+            self.close()
+            raise
+
+    def _prepare(
+        self,
+        keys: Sequence[PublicKey] | None,
+        function_name: str | None,
+        python: str | None,
+        cache: BuildCache | None,
+        timeout_factor: float | None,
+        region: str,
+        user_env: dict[str, str],
+    ) -> None:
+        # What runs is what was verified: the manifest comes from the unpacked, checked tree.
+        if not self.artifact.exists():
+            raise BadInputError("no such file or directory", where=str(self.artifact))
+        function = open_function(self.artifact, self.task_root, keys)
+        manifest = function.manifest
+        target = read_lambda_target(manifest, self.artifact)
         if function_name is not None:
             target = LambdaTarget(function_name, target.lambda_runtime, target.arch, target.handler)
         self.target = target
@@ -647,27 +650,13 @@ class LocalLambda:
         self.region = region
         self.function_arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{target.name}"
         self._user_env = user_env
-        self._sandbox = Path(tempfile.mkdtemp(prefix="edgepack-invoke-"))
-        self.task_root = self._sandbox / "task"
-        self.opt_dir: Path | None = None  # Lambda's /opt, when the function has a layer
-        self._env: _Environment | None = None
-        self._server: RuntimeAPIServer | None = None
-        try:
-            layer = function_layer(self.artifact)
-            self.task_root.mkdir()
-            if self.artifact.is_dir():
-                _copy_dir(self.artifact, self.task_root)
-            else:
-                _extract_zip(self.artifact, self.task_root)
-            if layer is not None:
-                self.opt_dir = self._sandbox / OPT_DIR
-                _extract_layer(layer, self.opt_dir, self.task_root)
-            self._server = RuntimeAPIServer(
-                on_handout=self._on_handout, on_result=self._on_result, on_init_error=self._on_init_error
-            )
-        except BaseException:
-            self.close()
-            raise
+        layer = function_layer(self.artifact, manifest)
+        if layer is not None:
+            self.opt_dir = self._sandbox / OPT_DIR
+            _extract_layer(layer, self.opt_dir, function, keys)
+        self._server = RuntimeAPIServer(
+            on_handout=self._on_handout, on_result=self._on_result, on_init_error=self._on_init_error
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -941,6 +930,7 @@ def invoke_local(
     function_name: str | None = None,
     cache: BuildCache | None = None,
     timeout_factor: float | None = None,
+    keys: Sequence[PublicKey] | None = None,
 ) -> InvokeResult:
     """Invoke a Lambda artifact (zip or unpacked directory) once, cold, as Lambda would.
 
@@ -961,6 +951,7 @@ def invoke_local(
         function_name=function_name,
         cache=cache,
         timeout_factor=timeout_factor,
+        keys=keys,
     )[0]
 
 
@@ -976,6 +967,7 @@ def invoke_local_many(
     function_name: str | None = None,
     cache: BuildCache | None = None,
     timeout_factor: float | None = None,
+    keys: Sequence[PublicKey] | None = None,
 ) -> list[InvokeResult]:
     """Invoke one execution environment with several events in turn: the first is a
     cold start (it has ``init_ms``), the rest are warm, unless the process died."""
@@ -989,5 +981,6 @@ def invoke_local_many(
         function_name=function_name,
         cache=cache,
         timeout_factor=timeout_factor,
+        keys=keys,
     ) as function:
         return [function.invoke(event) for event in events]

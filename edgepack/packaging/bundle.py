@@ -1,7 +1,9 @@
 """OTA bundle: a deterministic gzip-compressed tar of the artifact root.
 
-Entries are sorted, owned by 0:0 with empty names, stamped with the build epoch, with
-fixed modes; the gzip header carries no name and mtime 0. Same inputs, same bytes.
+``attestation.dsse.json`` comes first, so a reader checks the signature before it hashes or
+writes any other member; the other entries follow sorted, owned by 0:0 with empty names,
+stamped with the build epoch, with fixed modes (0644, 0755 for executables and shared
+objects); the gzip header carries no name and mtime 0. Same inputs, same bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PackagingError
+from ..runtime.manifest import ATTESTATION_FILE
+from .archive import file_mode
 
 
 @dataclass(frozen=True)
@@ -23,14 +27,12 @@ class BundleReport:
     files: int
 
 
-def _mode(path: Path) -> int:
-    executable = os.access(path, os.X_OK) or path.suffix == ".so" or ".so." in path.name
-    return 0o755 if executable else 0o644
-
-
 def write_bundle(src_dir: Path, dest: Path, epoch: int) -> BundleReport:
     """Write ``src_dir`` as a reproducible ``.tar.gz`` at ``dest`` (atomically)."""
-    files = sorted(p for p in src_dir.rglob("*") if p.is_file() or p.is_symlink())
+    files = sorted(
+        (p for p in src_dir.rglob("*") if p.is_file() or p.is_symlink()),
+        key=lambda p: (p.relative_to(src_dir).as_posix() != ATTESTATION_FILE, p),
+    )
     raw = io.BytesIO()
     unpacked = 0
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -40,7 +42,7 @@ def write_bundle(src_dir: Path, dest: Path, epoch: int) -> BundleReport:
             info = tarfile.TarInfo(path.relative_to(src_dir).as_posix())
             info.size = path.stat().st_size
             info.mtime = epoch
-            info.mode = _mode(path)
+            info.mode = file_mode(path, path.lstat().st_mode)
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             unpacked += info.size

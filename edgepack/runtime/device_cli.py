@@ -1,4 +1,6 @@
-"""Command line inside a device bundle: ``python predict.py health`` / ``predict [FILE]``.
+"""Command line inside a device bundle: ``python predict.py health`` / ``predict [FILE]``
+/ ``serve [...]`` (the local Open Inference Protocol server, telemetry spooled: see
+``device/serve.py``) / ``telemetry-drain [...]``.
 
 Reads a request (direct or Open Inference Protocol JSON) from FILE or stdin and prints
 the response; exit 0 ok, 1 failure, 2 bad request.
@@ -17,7 +19,10 @@ from .hooks import load_hooks
 from .manifest import Manifest
 from .predictor import Predictor
 
-USAGE = "usage: predict.py health | predict.py predict [REQUEST.json | -]"
+USAGE = (
+    "usage: predict.py health | predict.py predict [REQUEST.json | -] | predict.py serve [--spool DIR]"
+    " [--mqtt HOST:PORT] [--port P] ... | predict.py telemetry-drain --spool DIR --mqtt HOST:PORT"
+)
 
 
 def _predict(root: Path, source: str) -> int:
@@ -56,5 +61,13 @@ def main(root: Path, argv: list[str]) -> int:
         return 0 if report.ok else 1
     if argv[:1] == ["predict"] and len(argv) <= 2:
         return _predict(root, argv[1] if len(argv) == 2 else "-")
+    if argv[:1] == ["serve"]:
+        from .device.serve import serve_main
+
+        return serve_main(root, argv[1:])
+    if argv[:1] == ["telemetry-drain"]:
+        from .device.serve import drain_main
+
+        return drain_main(root, argv[1:])
     print(USAGE, file=sys.stderr)
     return 2

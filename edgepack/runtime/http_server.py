@@ -613,8 +613,11 @@ def _probe_main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     return probe(args.host, args.port, args.timeout)
 
 
-def build_server(config: ServerConfig, log: JsonLog | None = None) -> InferenceServer:
-    """Load the models and bind the socket (``ModelLoadError`` / ``OSError`` on failure)."""
+def build_server(
+    config: ServerConfig, log: JsonLog | None = None, extra_sinks: Sequence[Sink] = ()
+) -> InferenceServer:
+    """Load the models and bind the socket (``ModelLoadError`` / ``OSError`` on failure).
+    ``extra_sinks`` get every model's telemetry too (the device's spool, for one)."""
     log = log if log is not None else JsonLog()
     auth = BearerAuth.load(config.auth_tokens) if config.auth_tokens is not None else None
     metrics = ServerMetrics()
@@ -624,7 +627,7 @@ def build_server(config: ServerConfig, log: JsonLog | None = None) -> InferenceS
             log.info("model loaded", **dict(event.fields))
 
     def sinks(name: str, telemetry: Telemetry) -> list[Sink]:
-        return [metrics.sink(name, telemetry), log_loaded]
+        return [metrics.sink(name, telemetry), log_loaded, *extra_sinks]
 
     registry = ModelRegistry.load(config.roots, sinks)
     if auth is not None:
@@ -633,7 +636,7 @@ def build_server(config: ServerConfig, log: JsonLog | None = None) -> InferenceS
     return InferenceServer(registry, config, metrics=metrics, auth=auth, log=log)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, extra_sinks: Sequence[Sink] = ()) -> int:
     """Run the server (or ``probe``); returns the exit code: 0 ok, 1 failure, 2 bad input."""
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ
@@ -645,7 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     log = JsonLog()
     try:
-        server = build_server(config, log)
+        server = build_server(config, log, extra_sinks)
     except DuplicateModelError as e:
         log.error("duplicate model name", error=e.message)
         return 2

@@ -1,8 +1,9 @@
 """The artifact's attestation: an in-toto Statement v1 with a SLSA provenance v1 predicate.
 
-Subjects are every file of the artifact (relative POSIX path + sha256) except the
-attestation itself; the statement is signed into a DSSE envelope and written, as
-deterministic JSON, to ``attestation.dsse.json`` at the artifact root.
+Subjects are every file of the artifact (relative POSIX path + sha256, and its mode,
+0644 or 0755, as ``annotations.mode``) except the attestation itself; the statement is
+signed into a DSSE envelope and written, as deterministic JSON, to ``attestation.dsse.json``
+at the artifact root.
 """
 
 from __future__ import annotations
@@ -19,14 +20,12 @@ from typing import Any
 from .. import __version__
 from ..cache import sha256_file
 from ..errors import PackagingError
-from ..packaging.archive import iter_tree, source_date_epoch
+from ..packaging.archive import file_mode, iter_tree, source_date_epoch
 from ..runtime.manifest import ATTESTATION_FILE, MANIFEST_FILE
+from ..runtime.trust.statement import DIR_MODE, PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, mode_text
 from .dsse import sign_envelope
 from .keys import Signer
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
-PAYLOAD_TYPE = "application/vnd.in-toto+json"
 BUILD_TYPE = "https://edgepack.dev/buildtypes/artifact/v1"
 BUILDER_ID = "https://edgepack.dev/builder/edgepack"
 
@@ -115,11 +114,22 @@ class Provenance:
         }
 
 
-def build_statement(subjects: Mapping[str, str], provenance: Provenance) -> dict[str, Any]:
-    """An in-toto Statement v1: ``subjects`` (path -> sha256 hex) sorted by name, SLSA predicate."""
+def build_statement(
+    subjects: Mapping[str, str], provenance: Provenance, modes: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """An in-toto Statement v1: ``subjects`` (path -> sha256 hex) sorted by name, each with its
+    mode (``modes``, path -> 0o644 | 0o755; 0644 when not given), SLSA predicate."""
+    modes = modes or {}
     return {
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": name, "digest": {"sha256": subjects[name]}} for name in sorted(subjects)],
+        "subject": [
+            {
+                "name": name,
+                "digest": {"sha256": subjects[name]},
+                "annotations": {"mode": mode_text(modes.get(name, 0o644))},
+            }
+            for name in sorted(subjects)
+        ],
         "predicateType": PREDICATE_TYPE,
         "predicate": provenance.predicate(),
     }
@@ -131,6 +141,20 @@ def tree_subjects(root: Path) -> dict[str, str]:
     Symlinks, special files and unsafe names are refused (``PackagingError``).
     """
     return {name: sha256_file(path) for name, path in iter_tree(Path(root)) if name != ATTESTATION_FILE}
+
+
+def normalise_modes(root: Path) -> dict[str, int]:
+    """Give every file under ``root`` its artifact mode (0755 for executables and shared objects,
+    else 0644) and every directory 0755, on disk; return path -> mode for the files."""
+    root = Path(root)
+    modes: dict[str, int] = {}
+    for name, path in iter_tree(root):
+        mode = file_mode(path, path.stat().st_mode)
+        os.chmod(path, mode)
+        modes[name] = mode
+    for path in [root, *(p for p in root.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        os.chmod(path, DIR_MODE)
+    return modes
 
 
 def write_envelope(root: Path, envelope: Mapping[str, Any]) -> Path:
@@ -154,9 +178,10 @@ def attest_tree(root: Path, signer: Signer, provenance: Provenance) -> Path:
     Returns the attestation's path. The manifest must already be in ``root``.
     """
     root = Path(root)
+    modes = normalise_modes(root)
     subjects = tree_subjects(root)
     if MANIFEST_FILE not in subjects:
         raise PackagingError(f"{root}: no {MANIFEST_FILE} to attest; write the manifest first")
-    statement = build_statement(subjects, provenance)
+    statement = build_statement(subjects, provenance, modes)
     envelope = sign_envelope(canonical_json(statement), PAYLOAD_TYPE, signer)
     return write_envelope(root, envelope)

@@ -9,32 +9,27 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from ..errors import BackendMissingError, BadSignatureError, ConfigError, PackagingError
+from ..runtime.trust.public_keys import Algorithm, PublicKey, keyid_of
+from ..runtime.trust.public_keys import load_public_key_pem as _load_public_key_pem
+from ..runtime.trust.public_keys import load_public_keys as _load_public_keys
 
 if TYPE_CHECKING:
     from ..config import SigningSpec
 
-Algorithm = Literal["ed25519", "ecdsa-p256-sha256"]
 KmsMessageType = Literal["DIGEST", "RAW"]
 
 # Real KMS refuses a RAW message over 4,096 bytes (moto does not enforce it).
 KMS_RAW_LIMIT = 4096
 _KMS_KEY_SPEC = "ECC_NIST_P256"
 _KMS_ALGORITHM = "ECDSA_SHA_256"
-
-
-def keyid_of(public_key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey) -> str:
-    """sha256 hex of the DER SubjectPublicKeyInfo."""
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).hexdigest()
 
 
 def _public_pem(public_key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey) -> bytes:
@@ -58,37 +53,6 @@ class Signer(Protocol):
         ...
 
     def public_key_pem(self) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class PublicKey:
-    """A trusted public key: Ed25519 or ECDSA P-256 with SHA-256."""
-
-    keyid: str
-    algorithm: Algorithm
-    key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
-
-    @classmethod
-    def from_crypto(cls, key: Any, where: str = "public key") -> PublicKey:
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            return cls(keyid_of(key), "ed25519", key)
-        if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
-            return cls(keyid_of(key), "ecdsa-p256-sha256", key)
-        kind = getattr(getattr(key, "curve", None), "name", None) or type(key).__name__
-        raise ConfigError(f"unsupported key type {kind}: expected Ed25519 or EC P-256", where=where)
-
-    def verify(self, signature: bytes, data: bytes) -> None:
-        """Return if ``signature`` is this key's over ``data``; raise ``BadSignatureError`` otherwise."""
-        try:
-            if isinstance(self.key, ed25519.Ed25519PublicKey):
-                self.key.verify(signature, data)
-            else:
-                self.key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-        except (InvalidSignature, ValueError) as e:
-            raise BadSignatureError(f"signature does not verify with key {self.keyid}") from e
-
-    def pem(self) -> bytes:
-        return _public_pem(self.key)
 
 
 # -- key files ------------------------------------------------------------------------
@@ -236,7 +200,7 @@ class KmsSigner:
             key = serialization.load_der_public_key(response["PublicKey"])
         except (KeyError, ValueError, UnsupportedAlgorithm) as e:
             raise ConfigError(f"KMS key {self.key_id}: unreadable public key", where=where) from e
-        return PublicKey.from_crypto(key, where=where)
+        return PublicKey.from_crypto(key, where=where, error=ConfigError)
 
     def sign(self, data: bytes) -> bytes:
         if self.message_type == "RAW":
@@ -287,30 +251,17 @@ def load_signer(spec: SigningSpec, root: Path, *, kms_client: Any = None) -> Sig
 
 
 def load_public_key_pem(data: bytes, where: str = "public key") -> PublicKey:
-    """Parse a PEM SubjectPublicKeyInfo (Ed25519 or EC P-256)."""
-    if b"PRIVATE KEY" in data:
-        raise ConfigError("this is a private key; give verifiers the public key (.pub)", where=where)
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, UnsupportedAlgorithm) as e:
-        raise ConfigError("not a PEM public key", where=where) from e
-    return PublicKey.from_crypto(key, where=where)
+    """Parse a PEM SubjectPublicKeyInfo (Ed25519 or EC P-256); problems are ``ConfigError``."""
+    return _load_public_key_pem(data, where, error=ConfigError)
 
 
 def load_public_keys(paths: Iterable[Path | str]) -> list[PublicKey]:
-    """Read trusted public keys from PEM files; errors name the file."""
-    keys = []
-    for p in paths:
-        path = Path(p)
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise ConfigError(f"cannot read public key file: {e.strerror or e}", where=str(path)) from e
-        keys.append(load_public_key_pem(data, where=str(path)))
-    return keys
+    """Read trusted public keys from PEM files; errors (``ConfigError``) name the file."""
+    return _load_public_keys(paths, error=ConfigError)
 
 
 __all__ = [
+    "Algorithm",
     "Ed25519FileSigner",
     "KmsSigner",
     "PublicKey",

@@ -19,7 +19,7 @@ from ..cache import sha256_file
 from ..errors import DigestMismatchError, MalformedAttestationError, MissingFileError, VerificationError
 from .dsse import open_envelope
 from .keys import PublicKey
-from .verify import VerifiedArtifact, verify_artifact
+from .verify import Expectation, VerifiedArtifact, verify_artifact
 
 IMAGE_ATTESTATION = "image.dsse.json"
 _IMAGE_SUBJECT = "oci-image:"
@@ -53,12 +53,15 @@ def _check_blob(layout: Path, descriptor: dict[str, Any]) -> bytes | None:
     return path.read_bytes() if path.stat().st_size <= _MAX_STATEMENT_BYTES else None
 
 
-def verify_container_outputs(directory: Path, keys: Sequence[PublicKey]) -> VerifiedImage:
-    """Verify the image statement, every blob it reaches, and every bundle; raise on the first refusal."""
+def verify_container_outputs(
+    directory: Path, keys: Sequence[PublicKey], *, expect: Expectation | None = None
+) -> VerifiedImage:
+    """Verify the image statement, every blob it reaches, and every bundle (each as ``expect``
+    asks); raise on the first refusal."""
     from ..packaging.oci import manifest_descriptor
 
     directory = Path(directory)
-    bundles = {p.name: verify_artifact(p, keys) for p in sorted(directory.glob("*.tar.gz"))}
+    bundles = {p.name: verify_artifact(p, keys, expect=expect) for p in sorted(directory.glob("*.tar.gz"))}
     if not bundles:
         raise MissingFileError("no signed bundle in the container outputs", where=str(directory))
     statement_path = directory / IMAGE_ATTESTATION

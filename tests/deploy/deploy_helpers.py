@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import tempfile
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edgepack.packaging.archive import write_zip
+from edgepack.runtime.trust.reader import verify_and_extract
 from edgepack.signing.attestation import Provenance, attest_tree
 from edgepack.signing.keys import Ed25519FileSigner
 
@@ -20,8 +20,7 @@ def resign(src: Path, dest: Path, key: Path, change: Callable[[Path], None]) -> 
     """``src`` unpacked, changed by ``change(root)``, attested again with ``key`` and zipped to ``dest``."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "root"
-        with zipfile.ZipFile(src) as zf:
-            zf.extractall(root)
+        verify_and_extract(src, root, [], unverified=True)
         change(root)
         (root / "attestation.dsse.json").unlink()
         manifest = json.loads((root / "edgepack.json").read_text())

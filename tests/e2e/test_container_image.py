@@ -26,8 +26,7 @@ from edgepack.container_image import IMAGE_ATTESTATION, write_container_outputs
 from edgepack.packaging.oci import manifest_digest, read_blob_json
 from edgepack.signing.dsse import open_envelope
 from edgepack.signing.keys import Ed25519FileSigner, generate_keypair, load_public_keys
-from edgepack.signing.open_artifact import open_artifact
-from edgepack.signing.verify import verify_tree
+from edgepack.signing.verify import verify_and_extract, verify_tree
 
 pytestmark = pytest.mark.slow
 
@@ -107,6 +106,12 @@ def test_build_writes_the_bundle_the_image_and_the_docker_context(built: Built) 
         assert (built.outputs / name).is_file(), name
     assert (built.outputs / built.bundle.name).read_bytes() == built.bundle.read_bytes()
     assert sorted(_layers(built.layout)) == ["digits/app", "digits/deps", "digits/model"]
+
+
+def test_the_bundle_in_the_image_carries_a_signed_sbom(built: Built) -> None:
+    from tests.sbom_checks import check_artifact_sbom
+
+    check_artifact_sbom(built.bundle, built.keys)
 
 
 def test_skopeo_copy_checks_every_blob_and_refuses_a_corrupt_one(built: Built, tmp_path: Path) -> None:
@@ -282,7 +287,7 @@ def _expected(built: Built, tmp_path: Path, x: np.ndarray) -> dict[str, np.ndarr
     from edgepack.runtime.predictor import Predictor
 
     root = tmp_path / "tree"
-    open_artifact(built.bundle, root, built.keys)
+    verify_and_extract(built.bundle, root, built.keys)
     return Predictor.from_artifact(root).predict({"image": x})
 
 

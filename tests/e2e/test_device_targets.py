@@ -18,7 +18,7 @@ import yaml
 from edgepack.build import BuildResult, build
 from edgepack.runtime.sample import read_sample
 from edgepack.signing.keys import generate_keypair, load_public_keys
-from edgepack.signing.verify import verify_artifact
+from edgepack.signing.verify import verify_and_extract, verify_artifact
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +71,15 @@ def test_three_backends_build_and_verify(devices: Built) -> None:
         assert verified.manifest["target"]["name"] == target
 
 
+def test_every_bundle_carries_a_signed_sbom_of_what_it_vendors(devices: Built) -> None:
+    from tests.sbom_checks import check_artifact_sbom
+
+    keys = load_public_keys([devices.project / "keys" / "dev.pub"])
+    for target in DEVICE_TARGETS:
+        sbom = check_artifact_sbom(devices.bundle(target), keys)
+        assert sbom["metadata"]["component"]["name"] == "digits"
+
+
 @pytest.mark.parametrize(
     ("target", "backend", "fmt", "arch"),
     [
@@ -114,9 +123,9 @@ def test_openvino_bundle_runs_on_this_host(devices: Built, tmp_path: Path) -> No
         python = str(find_python("python3.12", "x86_64").path)
     except PlatformError:
         pytest.skip("no CPython 3.12 on this host")
-    with tarfile.open(devices.bundle("intel-openvino")) as t:
-        t.extractall(tmp_path / "bundle", filter="data")
     root = tmp_path / "bundle"
+    keys = load_public_keys([devices.project / "keys" / "dev.pub"])
+    verify_and_extract(devices.bundle("intel-openvino"), root, keys)  # what a device runs
     run = [python, "-I", "-S", str(root / "predict.py")]
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ""}
     health = subprocess.run([*run, "health"], capture_output=True, text=True, env=env, cwd=root, timeout=120)

@@ -154,6 +154,15 @@ def test_lambda_zip_fits_and_holds_the_runtime(built: Built) -> None:
     assert unzipped < 262_144_000
 
 
+def test_both_zips_carry_a_signed_sbom_of_what_they_vendor(built: Built) -> None:
+    from edgepack.signing.keys import load_public_keys
+    from tests.sbom_checks import check_artifact_sbom
+
+    for name in (X86, ARM):
+        sbom = check_artifact_sbom(built.artifact(name), load_public_keys([built.public_key]))
+        assert "numpy" in {c["name"] for c in sbom["components"]}
+
+
 def _keras_labels(sample_dir: Path, images: np.ndarray) -> list[int]:
     from edgepack.model.loader import load_model
 

@@ -73,8 +73,8 @@ def test_the_image_form_runs_under_awslambdaric_and_answers_like_the_model(
     from edgepack.build import build
     from edgepack.invoke.runtime_api import Invocation, RuntimeAPIServer
     from edgepack.runtime.predictor import Predictor
+    from edgepack.runtime.trust.reader import verify_and_extract
     from edgepack.signing.keys import load_public_keys
-    from edgepack.signing.open_artifact import open_artifact
 
     project = _image_project(
         sample_dir, tmp_path / "digits", {"package": "image", "image_repository": REPOSITORY}
@@ -105,7 +105,7 @@ def test_the_image_form_runs_under_awslambdaric_and_answers_like_the_model(
     assert "PackageType: Image" in template and f'ImageUri: "{REPOSITORY}:1.0.0"' in template
 
     tree = tmp_path / "tree"
-    open_artifact(out / "digits-1.0.0-lambda-x86_64.tar.gz", tree, keys)
+    verify_and_extract(out / "digits-1.0.0-lambda-x86_64.tar.gz", tree, keys)
     event = json.loads((sample_dir / "events" / "direct.json").read_text())
     expected = Predictor.from_artifact(tree).predict(
         {"image": np.asarray(event["inputs"]["image"], np.float32)}

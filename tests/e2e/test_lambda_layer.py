@@ -40,6 +40,7 @@ FUNCTION_TOP = {
     "handler.py",
     "model",
     "sample.npz",
+    "sbom.cdx.json",  # lists the packages the layer carries
 }
 
 
@@ -110,7 +111,7 @@ def test_function_zip_holds_no_vendored_packages(layered: Layered) -> None:
 def test_layer_holds_the_packages_under_python(layered: Layered) -> None:
     names = _names(layered.layer)
     outside = sorted(n for n in names if not n.startswith("python/"))
-    assert outside == ["attestation.dsse.json", "edgepack.json"]
+    assert outside == ["attestation.dsse.json", "edgepack.json", "sbom.cdx.json"]
     tops = {n.split("/")[1] for n in names if n.startswith("python/")}
     assert {"numpy", "ai_edge_litert", "aws_lambda_powertools"} <= tops
     # The function's init imports them from /opt/python: they ship precompiled for cp312.
@@ -123,10 +124,20 @@ def test_both_zips_verify_as_artifacts(layered: Layered) -> None:
     layer = verify_artifact(layered.layer, keys)
     assert layer.manifest["layer"] is True
     assert layer.manifest["target"]["kind"] == "lambda"
-    assert all(n.startswith("python/") or n == "edgepack.json" for n in layer.subjects)
+    assert all(n.startswith("python/") or n in ("edgepack.json", "sbom.cdx.json") for n in layer.subjects)
     assert not any(n.startswith("python/") for n in function.subjects)
     result = CliRunner().invoke(cli, ["verify", str(layered.layer), "--key", str(layered.public_key)])
     assert result.exit_code == 0, result.output
+
+
+def test_both_zips_carry_a_signed_sbom_of_the_layers_packages(layered: Layered) -> None:
+    from tests.sbom_checks import check_artifact_sbom
+
+    keys = load_public_keys([layered.public_key])
+    layer = check_artifact_sbom(layered.layer, keys)
+    # The function's SBOM lists the same packages; their dist-info (licences) is in the layer.
+    function = check_artifact_sbom(layered.function, keys, licences=False)
+    assert [c["purl"] for c in function["components"]] == [c["purl"] for c in layer["components"]]
 
 
 def test_function_manifest_names_the_layer_by_digest(layered: Layered) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from edgepack.build import BuildResult, build
 from edgepack.cache import BuildCache
 from edgepack.invoke.emulation import aarch64_python
 from edgepack.invoke.local import invoke_local
+from edgepack.runtime.trust.reader import verify_and_extract
 from edgepack.signing.keys import generate_keypair
 
 pytestmark = pytest.mark.slow
@@ -80,9 +80,7 @@ def test_lambda_zip_is_trimmed_and_answers_through_the_local_invoke(
 
 def test_pi_bundle_passes_its_health_check_on_aarch64(onnx_build: BuildResult, tmp_path: Path) -> None:
     r = _by_target(onnx_build, "rpi-tflite")
-    with tarfile.open(r.artifact) as t:
-        manifest = json.loads(t.extractfile("edgepack.json").read())  # type: ignore[union-attr]
-        t.extractall(tmp_path / "bundle", filter="data")
+    manifest = verify_and_extract(r.artifact, tmp_path / "bundle", [], unverified=True).manifest
     trimmed = manifest["runtime"]["trimmed"]
     assert any(p.startswith("onnxruntime/capi/libonnxruntime.so") for p in trimmed)
     assert any(p.startswith("onnxruntime/transformers") for p in trimmed)

@@ -53,7 +53,11 @@ def write_artifact(
         return dest
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in files.items():
-            zf.writestr(name, data)
+            info = zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0))
+            info.create_system = 3
+            info.external_attr = 0o100644 << 16  # what edgepack writes; the reader refuses others
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
     return dest
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepack.errors import BadInputError, EdgepackError, PlatformError, UnsafePathError
+from edgepack.errors import BadInputError, EdgepackError, MissingFileError, PlatformError, UnsafePathError
 from edgepack.invoke import InvokeResult, InvokeTimeoutError, LocalLambda, invoke_local, invoke_local_many
 from edgepack.invoke.lambda_base import Interpreter, host_arch
 
@@ -386,15 +386,23 @@ def _zip_with(path: Path, entries: list[zipfile.ZipInfo | str]) -> Path:
         "runtime": {"entrypoint": "handler.handler"},
     }
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("edgepack.json", json.dumps(manifest))
-        zf.writestr("handler.py", "def handler(e, c):\n    return 1\n")
+        zf.writestr(_regular("edgepack.json"), json.dumps(manifest))
+        zf.writestr(_regular("handler.py"), "def handler(e, c):\n    return 1\n")
         for entry in entries:
-            zf.writestr(entry, "pwned")
+            zf.writestr(_regular(entry) if isinstance(entry, str) else entry, "pwned")
     return path
+
+
+def _regular(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0))
+    info.create_system = 3
+    info.external_attr = 0o100644 << 16
+    return info
 
 
 def _symlink_entry() -> zipfile.ZipInfo:
     info = zipfile.ZipInfo("link")
+    info.create_system = 3
     info.external_attr = (0o120777 << 16) | 0
     return info
 
@@ -424,11 +432,11 @@ def test_bad_event_and_settings_are_refused(make_artifact: ArtifactFactory) -> N
         invoke_local(artifact, {}, env={"AWS_REGION": "eu-west-1"})
 
 
-def test_missing_manifest_is_bad_input(tmp_path: Path) -> None:
+def test_missing_manifest_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "plain.zip"
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("handler.py", "def handler(e, c):\n    return 1\n")
-    with pytest.raises(BadInputError, match="edgepack.json"):
+        zf.writestr(_regular("handler.py"), "def handler(e, c):\n    return 1\n")
+    with pytest.raises(MissingFileError, match="edgepack.json"):
         invoke_local(path, {})
 
 

@@ -102,13 +102,14 @@ def test_layer_is_a_signed_artifact_named_by_the_function(tmp_path: Path, keys: 
     (tmp_path / "fn").mkdir()
     split, shared, profile = _split(tmp_path / "out", signer)
     record = split.finish(shared, profile, _Vendored(), tmp_path / "fn")
-    verified = verify_artifact(split.partial, load_public_keys([pub]))
+    verified = verify_artifact(split.partial, load_public_keys([pub]), kind="zip")
     assert verified.manifest["layer"] is True
     assert verified.manifest["runtime"]["layer"]["content_sha256"] == record["content_sha256"]
     assert sorted(verified.subjects) == [
         "edgepack.json",
         "python/numpy-2.4.6.dist-info/METADATA",
         "python/numpy/_core/_umath.so",
+        "sbom.cdx.json",
     ]
     assert record["file"] == split.final.name and record["name"] == "digits-lambda-x86_64-deps"
     assert record["sha256"] == hashlib.sha256(split.partial.read_bytes()).hexdigest()

@@ -24,6 +24,11 @@ LAZY_ALLOWED = {
     "onnxruntime": None,
     "openvino": None,
     "aws_lambda_powertools": {"lambda_adapter.py"},  # None: any runtime module
+    "paho": {"uplink_mqtt.py"},  # the device's MQTT telemetry uplink only
+    "cryptography": {"public_keys.py"},  # only where a signature is checked
+    # s3:// channels on a device that has boto3 (others read the presigned HTTPS URLs)
+    "boto3": {"download.py"},
+    "botocore": {"download.py"},
 }
 BUILD_SIDE = {"edgepack", "pydantic", "jinja2", "click", "yaml", "tensorflow", "keras", "tf2onnx", "onnx"}
 

@@ -93,9 +93,13 @@ def resign(
 
 
 def write_tar(src: Path, dest: Path) -> Path:
-    """A gzip tar of ``src`` (files only, sorted), as an OTA bundle would be."""
+    """A gzip tar of ``src`` (files only, the attestation first, then sorted), as an OTA bundle is."""
+    files = sorted(
+        (p for p in src.rglob("*") if p.is_file()),
+        key=lambda p: (p.relative_to(src).as_posix() != ATTESTATION_FILE, p),
+    )
     with tarfile.open(dest, "w:gz") as tf:
-        for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        for path in files:
             tf.add(path, arcname=path.relative_to(src).as_posix())
     return dest
 
@@ -105,7 +109,7 @@ def materialize(root: Path, form: str) -> Path:
     if form == "dir":
         return root
     if form == "zip":
-        dest = root.parent / "artifact.zip.partial"  # build.py verifies a partial file: no .zip suffix
+        dest = root.parent / "artifact.zip"
         write_zip(root, dest)
         return dest
     if form == "tar":

@@ -53,7 +53,12 @@ def p256_key(kms: Any) -> str:
 
 def _small_tree(root: Path) -> Path:
     (root / "model").mkdir(parents=True)
-    manifest = {"schema": "edgepack.manifest/v1", "name": "digits", "version": "1.0.0"}
+    manifest = {
+        "schema": "edgepack.manifest/v1",
+        "name": "digits",
+        "version": "1.0.0",
+        "target": {"name": "lambda-x86_64"},
+    }
     (root / "edgepack.json").write_text(json.dumps(manifest))
     (root / "handler.py").write_text("def handler(event, context):\n    return {}\n")
     (root / "model" / "model.tflite").write_bytes(b"TFL3" + bytes(range(256)))
