@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 # One file digest for build and runtime: the runtime ships alone, so it holds the code.
-from .runtime.trt_cache import sha256_file
+from .runtime.hashing import sha256_file
 
 CACHE_ENV = "EDGEPACK_CACHE_DIR"
 

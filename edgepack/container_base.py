@@ -59,6 +59,7 @@ from .packaging.oci import (
     replace_dir,
     write_image_layout,
 )
+from .runtime.hashing import sha256_file
 
 CACHE_NAMESPACE = "oci-base"
 ARCHIVE_NAMESPACE = "oci-archive"
@@ -348,7 +349,7 @@ def _dpkg_version(status: str, package: str) -> str | None:
 
 def _unpack_archive(path: Path, cache: BuildCache) -> Path:
     """An OCI or Docker archive, unpacked once into the cache as an OCI layout."""
-    digest = _sha256(path)
+    digest = sha256_file(path)
     key = cache.key(layout=_LAYOUT, archive=digest)
     entry = cache.get_dir(ARCHIVE_NAMESPACE, key)
     if entry is not None and (entry / "layout" / "oci-layout").is_file():
@@ -397,7 +398,7 @@ def _docker_to_oci(raw: Path, layout: Path, shown: Path) -> None:
         for f in [config_file, *layer_files]:
             if not f.resolve().is_relative_to(raw.resolve()) or not f.is_file():
                 raise BaseImageError(f"{shown}: {f.relative_to(raw)} is missing from the archive")
-            digest = _sha256(f)
+            digest = sha256_file(f)
             shutil.copyfile(f, blobs / digest)
             descs.append({"digest": f"sha256:{digest}", "size": f.stat().st_size})
         manifest = {
@@ -424,12 +425,6 @@ def _docker_to_oci(raw: Path, layout: Path, shown: Path) -> None:
     (layout / "oci-layout").write_bytes(canonical_json({"imageLayoutVersion": "1.0.0"}))
 
 
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 # -- building one from Debian ----------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import BadInputError, DigestMismatchError, UnsafePathError
+from ..runtime.hashing import sha256_file
 from ..runtime.trust.public_keys import PublicKey
 from ..runtime.trust.reader import verify_and_extract
 
@@ -70,8 +71,7 @@ class VerifiedZip:
 
 
 def file_sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    return sha256_file(path)
 
 
 def open_verified(path: Path, keys: Sequence[PublicKey]) -> VerifiedZip:

@@ -39,7 +39,6 @@ missing or altered layer is refused (``BadInputError``) before anything starts.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -63,6 +62,7 @@ from typing import Any, NoReturn
 from ..cache import BuildCache
 from ..errors import BadInputError, BudgetExceededError, InvokeError, PlatformError, UnsafePathError
 from ..packaging.archive import unsafe_path_reason
+from ..runtime.hashing import sha256_file
 from ..runtime.manifest import MANIFEST_FILE, MANIFEST_SCHEMA
 from ..runtime.trust.public_keys import PublicKey
 from ..runtime.trust.reader import Limits, VerifiedArtifact, verify_and_extract, verify_tree
@@ -339,13 +339,10 @@ def function_layer(artifact: Path, manifest: Mapping[str, Any]) -> Path | None:
         raise BadInputError(
             f"the function's layer {file} is missing: it is built beside the function zip", where=str(path)
         )
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    if digest.hexdigest() != sha:
+    actual = sha256_file(path)
+    if actual != sha:
         raise BadInputError(
-            f"layer {file} has sha256 {digest.hexdigest()}, the function was built with {sha}: "
+            f"layer {file} has sha256 {actual}, the function was built with {sha}: "
             "rebuild, or use the layer built with this function",
             where=str(path),
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from ..errors import BadInputError
 from ..runtime.device.channel import Blob
+from ..runtime.hashing import sha256_file
 from ..runtime.manifest import ATTESTATION_FILE
 from ..runtime.trust.public_keys import PublicKey
 
@@ -42,12 +42,6 @@ class PublishedBundle:
         return str(self.manifest["target"]["name"])
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def unpack_verified(bundle: Path, keys: Sequence[PublicKey], dest: Path) -> PublishedBundle:
@@ -81,8 +75,8 @@ def unpack_verified(bundle: Path, keys: Sequence[PublicKey], dest: Path) -> Publ
     return PublishedBundle(
         source=bundle,
         manifest=dict(verified.manifest),
-        bundle=Blob(sha256=_sha256(bundle), size=bundle.stat().st_size, path=f"bundles/{bundle.name}"),
-        attestation=Blob(sha256=_sha256(attestation), size=attestation.stat().st_size),
+        bundle=Blob(sha256=sha256_file(bundle), size=bundle.stat().st_size, path=f"bundles/{bundle.name}"),
+        attestation=Blob(sha256=sha256_file(attestation), size=attestation.stat().st_size),
         files=files,
         tree=dest,
     )

@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from ..errors import BadInputError
-from ..runtime.device.channel import PAYLOAD_TYPE, Blob, Entry, Index, open_index, version_key
+from ..runtime.device.channel import PAYLOAD_TYPE, Blob, Entry, Index, open_index
 from ..runtime.trust.public_keys import PublicKey
+from ..runtime.trust.statement import version_key
 from ..signing.dsse import sign_envelope
 from ..signing.keys import Signer
 

@@ -185,10 +185,3 @@ def _cc_from_driver(device_id: int) -> str | None:
     return f"{major.value}.{minor.value}"
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes, read in ``chunk``-byte blocks (models can be large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

@@ -16,7 +16,7 @@ from edgepack.runtime.device import installer
 from edgepack.runtime.device.agent import AgentConfig, poll_once
 from edgepack.runtime.device.channel import INDEX_FILE, open_index
 from edgepack.runtime.trust.public_keys import load_public_keys
-from tests.moto_fixtures import running_moto
+from tests.moto_fixtures import point_boto3_at, running_moto
 
 from .channel_helpers import one_line_error, publish_cli
 from .conftest import DeviceBundles
@@ -35,16 +35,7 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def aws_env(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     """A fresh moto state, boto3 pointed at it (and at nothing else), the channel's bucket made."""
-    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")).close()
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    point_boto3_at(moto_url, monkeypatch, tmp_path)
     boto("s3").create_bucket(Bucket=BUCKET)
     return moto_url
 

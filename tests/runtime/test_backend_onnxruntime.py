@@ -23,11 +23,11 @@ from edgepack.runtime.backends.onnxruntime import (
     tensorrt_options,
 )
 from edgepack.runtime.errors import BadRequestError, ModelLoadError
+from edgepack.runtime.hashing import sha256_file
 from edgepack.runtime.trt_cache import (
     detect_compute_capability,
     detect_tensorrt_version,
     engine_cache_key,
-    sha256_file,
 )
 
 W = np.array([[1.0, -1.0, 0.5], [0.5, 2.0, -1.0], [-0.5, 0.0, 1.0], [2.0, 1.0, 0.0]], np.float32)

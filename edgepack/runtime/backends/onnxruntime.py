@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError, BadRequestError, InferenceError, ModelLoadError
+from ..hashing import sha256_file
 from ..signature import IOSignature, TensorSpec
 from ..trt_cache import (
     describe_cache_key,
     detect_compute_capability,
     detect_tensorrt_version,
     precision_from_trt_options,
-    sha256_file,
 )
 
 logger = logging.getLogger("edgepack.runtime")

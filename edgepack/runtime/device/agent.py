@@ -31,8 +31,9 @@ from typing import Any
 
 from ..failures import EXIT_BAD_INPUT, EdgepackError
 from ..trust.errors import VerificationError
+from ..trust.statement import version_key
 from . import installer, rollout
-from .channel import Channel, Entry, Index, fetch_index, version_key
+from .channel import Channel, Entry, Index, fetch_index
 from .download import DownloadStats, download_blob
 from .fsutil import atomic_write
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..trust import statement
 from ..trust.dsse import open_envelope
 from ..trust.errors import MalformedAttestationError, RollbackError, VerificationError
 from ..trust.public_keys import PublicKey
@@ -105,32 +106,12 @@ def _blob_json(blob: Blob, *, path: bool = False, mode: bool = False) -> dict[st
     return out
 
 
-def version_key(version: str) -> tuple[int, ...]:
-    parts = [int(p) for p in version.split(".")]
-    while len(parts) > 1 and parts[-1] == 0:
-        parts.pop()
-    return tuple(parts)
-
-
 # -- parsing ---------------------------------------------------------------------------
-
-
-def _strict_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError(f"duplicate key {key!r}")
-        obj[key] = value
-    return obj
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
 
 
 def strict_json(data: bytes, what: str) -> Any:
     try:
-        return json.loads(data, object_pairs_hook=_strict_pairs, parse_constant=_no_constant)
+        return statement.strict_json(data)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise MalformedAttestationError(f"{what}: not JSON ({e})") from e
 

@@ -10,7 +10,6 @@ file is hashed and moved into the cache only when its sha256 is the one asked fo
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import io
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..failures import EdgepackError
+from ..hashing import sha256_file
 from ..trust.errors import DigestMismatchError
 
 CHUNK = 1 << 16
@@ -172,12 +172,6 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download_blob(

@@ -9,24 +9,21 @@ very bundle that raised it (the same digest) stays possible after such a crash.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from ..trust.errors import RollbackError
+from ..trust.statement import is_version
+from ..trust.statement import version_key as statement_version_key
 from .fsutil import atomic_write
 
 FLOOR_FILE = "version-floor.json"
-_VERSION_RE = re.compile(r"^\d+(\.\d+)*$")
 
 
 def version_key(version: str) -> tuple[int, ...]:
-    if not _VERSION_RE.match(version):
+    if not is_version(version):
         raise RollbackError(f"version {version!r} is not dotted numbers: it cannot be ordered")
-    parts = [int(p) for p in version.split(".")]
-    while len(parts) > 1 and parts[-1] == 0:
-        parts.pop()
-    return tuple(parts)
+    return statement_version_key(version)
 
 
 def read_floor(root: Path) -> dict[str, Any] | None:

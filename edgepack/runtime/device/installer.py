@@ -21,10 +21,8 @@ to the journal and raises an exit-4 error. The root's layout is in ``slots``.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..failures import EdgepackError
+from ..hashing import sha256_file
 from ..trust.errors import InstallError, RollbackError, VerificationError
 from . import floor, journal, slots
 from .fsutil import fsync_tree
@@ -71,7 +70,7 @@ def install_bundle(
 
     options = options or InstallOptions()
     root = Path(root)
-    digest = _sha256_file(bundle)
+    digest = sha256_file(bundle)
 
     def unpack(tree: Path, expect: Expectation) -> Any:
         return verify_and_extract(Path(bundle), tree, keys, kind="tar.gz", expect=expect)
@@ -178,13 +177,11 @@ def rollback(
         manifest = _slot_manifest(previous)
         version = str(manifest.get("version", "?"))
         digest = _slot_digest(root, previous) or ""
-        try:
-            if keys:
-                from ..trust.reader import verify_tree
+        from ..trust.reader import verify_tree
 
-                verify_tree(previous, keys)
-            else:
-                check_slot_digests(previous)
+        try:
+            # Without keys, the slot's own statement (its signature checked when it was installed).
+            verify_tree(previous, keys, unverified=not keys)
         except VerificationError as e:
             journal.append(root, _record(version, digest, "rollback-refused", e.hint(), source="rollback"))
             raise InstallError(f"the previous slot {previous.name} no longer verifies: {e.hint()}") from e
@@ -248,26 +245,6 @@ def present_blobs(root: Path) -> dict[str, Path]:
     return found
 
 
-def check_slot_digests(slot: Path) -> None:
-    """Every file of an installed slot against its statement (no signature: it verified when installed)."""
-    from ..trust.errors import DigestMismatchError, MissingFileError, UnlistedFileError
-
-    subjects = _slot_subjects(slot)
-    on_disk = set()
-    for dirpath, _dirs, files in os.walk(slot):
-        for f in files:
-            rel = os.path.relpath(os.path.join(dirpath, f), slot).replace(os.sep, "/")
-            on_disk.add(rel)
-    extra = sorted(on_disk - set(subjects) - {ATTESTATION_FILE})
-    if extra:
-        raise UnlistedFileError(f"not in the statement: {extra[0]}", where=str(slot))
-    for path, sha in sorted(subjects.items()):
-        if path not in on_disk:
-            raise MissingFileError(f"missing: {path}", where=str(slot))
-        if _sha256_file(slot / path) != sha:
-            raise DigestMismatchError(f"digest differs from the statement: {path}", where=str(slot))
-
-
 # -- helpers ------------------------------------------------------------------------------
 
 
@@ -279,12 +256,6 @@ def _describe(manifest: dict[str, Any] | None) -> str:
     return f"version {manifest.get('version')}" if manifest else "nothing"
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _slot_manifest(slot: Path) -> dict[str, Any]:
@@ -299,11 +270,11 @@ def _slot_manifest(slot: Path) -> dict[str, Any]:
 
 def _slot_subjects(slot: Path) -> dict[str, str]:
     """The statement an installed slot carries (its signature verified at install)."""
+    from ..trust.statement import verify_statement
+
     try:
-        envelope = json.loads((slot / ATTESTATION_FILE).read_bytes())
-        statement = json.loads(base64.b64decode(envelope["payload"], validate=True))
-        return {str(s["name"]): str(s["digest"]["sha256"]) for s in statement["subject"]}
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        return verify_statement((slot / ATTESTATION_FILE).read_bytes(), (), unverified=True).subjects
+    except (OSError, VerificationError) as e:
         raise InstallError(f"cannot read the slot's statement: {e}", where=str(slot)) from e
 
 
