@@ -5,25 +5,41 @@ The rules (``check_relpath``) and all reading of archives live in the runtime's 
 
 Same tree and same ``SOURCE_DATE_EPOCH`` give the same bytes: entries sorted by POSIX
 path, no directory entries, fixed timestamps, fixed modes (0644, 0755 for executables
-and shared objects), deflate level 9, no extra fields. Writes go to a temporary file
-beside the destination and are renamed into place, so a reader never sees half a zip.
+and shared objects), no extra fields, no zip64, no data descriptors; each entry deflated
+at ``DEFLATE_LEVEL`` or stored when deflate does not shrink it, whatever the number of
+threads that compressed it. Writes go to a temporary file beside the destination and are
+renamed into place, so a reader never sees half a zip.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import shutil
 import stat
+import struct
 import tempfile
 import time
-import zipfile
-from collections.abc import Iterator
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import ConfigError, EdgepackError, PackagingError
 from ..runtime.trust.names import check_relpath, unsafe_path_reason
 
-__all__ = ["check_relpath", "file_mode", "iter_tree", "source_date_epoch", "unsafe_path_reason", "write_zip"]
+__all__ = [
+    "DEFLATE_LEVEL",
+    "check_relpath",
+    "default_workers",
+    "file_mode",
+    "iter_tree",
+    "source_date_epoch",
+    "unsafe_path_reason",
+    "write_zip",
+]
 
 EPOCH_ENV = "SOURCE_DATE_EPOCH"
 # 1980-01-01T00:00:00Z: the earliest time a zip entry can carry (DOS date format).
@@ -80,42 +96,315 @@ def _zip_date_time(epoch: int) -> tuple[int, int, int, int, int, int]:
     return (y, mo, d, h, mi, s)
 
 
-def _set_compress_level(info: zipfile.ZipInfo, level: int) -> None:
-    # ZipFile.open(info, "w") takes the level from the ZipInfo; the attribute is
-    # ``compress_level`` from Python 3.13 and ``_compresslevel`` before.
-    attr = "compress_level" if hasattr(info, "compress_level") else "_compresslevel"
-    setattr(info, attr, level)
+# -- the zip writer ---------------------------------------------------------------------------
+#
+# Entries are compressed in parallel (zlib releases the GIL) and written in sorted order, so
+# the bytes never depend on thread scheduling. A file over CHUNK bytes is cut into chunks
+# deflated independently, each primed with the 32 KiB before it (as pigz does) and ended
+# with a sync flush, so the chunks concatenate into one deflate stream; where the cuts fall
+# depends only on the file's size, so the output is the same for any number of workers.
+# An entry that deflate shrinks by less than 1/STORE_BELOW is stored instead.
+#
+# DEFLATE_LEVEL is chosen by benchmarks/packaging.py, against the writer it replaced
+# (zipfile, level 9, one thread) in the same run. 2026-11-27, 2 vCPUs with the other core
+# busy running the test suite (so the 2-thread gain here is a floor), fastest of 2 runs;
+# speed-up x old writer / size vs old writer:
+#   level       sample lambda tree (84.5 MB)         numpy+onnxruntime (133.0 MB)
+#               1 thread        2 threads            1 thread        2 threads
+#   1           8.06x  +13.6 %  10.38x               7.78x  +12.7 %  7.70x
+#   3           5.64x  +8.0 %    8.24x               5.53x  +7.4 %   5.54x
+#   5           3.89x  +1.8 %    4.67x               3.80x  +1.6 %   3.83x
+#   6           2.45x  +0.61 %   2.98x               2.38x  +0.54 %  2.50x
+#   9           1.00x  +0.01 %   1.69x               0.98x  +0.01 %  1.28x
+# Issue 14 asks for >= 2.5x at <= +1 %: level 5 and below are over +1 % on both trees;
+# level 6 is within it (+0.5-0.6 %) and meets 2.5x with 2 threads; 9 gains only from threads.
+# Storing what deflate does not shrink (55 and 41 entries) and the 1 MiB chunks cost under
+# 0.01 % (level 9 row). The old writer's level 9 was 7.3 s of the sample's packaging.
+
+DEFLATE_LEVEL = 6
+CHUNK = 1 << 20
+STORE_BELOW = 50  # store an entry when deflate saves less than 1/50 (2 %) of it
+MAX_WORKERS = 8
+_WINDOW = 32 << 10
+_IN_FLIGHT_PER_WORKER = 4
+_VERSION = 20  # 2.0: deflate; what zipfile writes for stored and deflated entries alike
+_UNIX = 3
+_UTF8 = 0x800
+_STORED = 0
+_DEFLATED = 8
+_LOCAL = struct.Struct("<IHHHHHIIIHH")
+_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
+_END = struct.Struct("<IHHHHIIH")
+# A 32-bit size or offset at 0xFFFFFFFF, or a count at 0xFFFF, means "look in the zip64
+# records", which artifacts never carry (the trust reader refuses them).
+_U32_LIMIT = 0xFFFFFFFF
+_COUNT_LIMIT = 0xFFFF
 
 
-def write_zip(src_dir: Path, dest: Path, epoch: int | None = None) -> None:
+def default_workers() -> int:
+    """The CPUs this process may run on, at most ``MAX_WORKERS``."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, cpus))
+
+
+def _gf2_times(matrix: list[int], vector: int) -> int:
+    total, i = 0, 0
+    while vector:
+        if vector & 1:
+            total ^= matrix[i]
+        vector >>= 1
+        i += 1
+    return total
+
+
+@functools.cache
+def _crc_shift_chunk() -> list[int]:
+    """The GF(2) operator that appends CHUNK zero bytes to a CRC-32 (zlib's crc32_combine)."""
+    operator = [0xEDB88320] + [1 << n for n in range(31)]  # one zero bit
+    bits = CHUNK * 8
+    assert bits & (bits - 1) == 0, "CHUNK must be a power of two"
+    while bits > 1:
+        operator = [_gf2_times(operator, row) for row in operator]
+        bits >>= 1
+    return operator
+
+
+def crc32_append_chunk(crc: int, chunk_crc: int) -> int:
+    """CRC-32 of ``a + b`` from ``crc32(a)`` and ``crc32(b)``, where ``len(b) == CHUNK``."""
+    return _gf2_times(_crc_shift_chunk(), crc) ^ chunk_crc
+
+
+def _stores(usize: int, csize: int) -> bool:
+    return (usize - csize) * STORE_BELOW < usize
+
+
+def _chunks(size: int) -> list[tuple[int, int]]:
+    """``(offset, length)`` of each chunk: the first takes the remainder, the rest are CHUNK
+    long (so every CRC combine appends exactly CHUNK bytes)."""
+    count = max(1, -(-size // CHUNK))
+    first = size - (count - 1) * CHUNK
+    return [(0, first)] + [(first + i * CHUNK, CHUNK) for i in range(count - 1)]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    path: Path
+    size: int
+    mode: int
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    crc: int
+    data: bytes  # deflated; or, for a whole entry that deflate does not shrink, the raw bytes
+    stored: bool
+
+
+def _changed(entry: _Entry) -> PackagingError:
+    return PackagingError(f"{entry.path}: changed while it was being archived")
+
+
+def _deflate(entry: _Entry, offset: int, length: int, level: int, final: bool) -> _Chunk:
+    """Deflate one chunk of ``entry``, primed with up to 32 KiB before it."""
+    primer = min(_WINDOW, offset)
+    with open(entry.path, "rb") as src:
+        src.seek(offset - primer)
+        data = src.read(primer + length + (1 if final else 0))
+    if len(data) != primer + length:
+        raise _changed(entry)
+    view = memoryview(data)
+    chunk = view[primer:]
+    if primer:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, view[:primer])
+    else:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    out = compressor.compress(chunk) + compressor.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+    crc = zlib.crc32(chunk)
+    if offset == 0 and final and _stores(length, len(out)):
+        return _Chunk(crc, data, stored=True)
+    return _Chunk(crc, out, stored=False)
+
+
+class _Inline:
+    """The single-worker stand-in for a future: the work is done when it is asked for."""
+
+    def __init__(self, fn: Callable[[], _Chunk]) -> None:
+        self._fn = fn
+
+    def result(self) -> _Chunk:
+        return self._fn()
+
+
+def _dos_date_time(date_time: tuple[int, int, int, int, int, int]) -> tuple[int, int]:
+    y, mo, d, h, mi, s = date_time
+    return (y - 1980) << 9 | mo << 5 | d, h << 11 | mi << 5 | s // 2
+
+
+def _encoded_name(name: str) -> tuple[bytes, int]:
+    try:
+        return name.encode("ascii"), 0
+    except UnicodeEncodeError:
+        return name.encode("utf-8"), _UTF8
+
+
+def _check_fits(what: str, value: int, limit: int | None = None) -> None:
+    if value >= (_U32_LIMIT if limit is None else limit):
+        raise PackagingError(f"{what} ({value}) needs zip64, which edgepack artifacts do not use")
+
+
+def _write_entries(
+    out: BinaryIO,
+    entries: list[_Entry],
+    date_time: tuple[int, int, int, int, int, int],
+    level: int,
+    workers: int,
+) -> None:
+    dos_date, dos_time = _dos_date_time(date_time)
+    tasks = ((e, off, n, off + n == e.size) for e in entries for off, n in _chunks(e.size))
+    pending: deque[_Inline | Future[_Chunk]] = deque()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="zip") if workers > 1 else None
+    window = workers * _IN_FLIGHT_PER_WORKER
+
+    def submit() -> None:
+        while len(pending) < max(window, 1):
+            task = next(tasks, None)
+            if task is None:
+                return
+            if pool is None:
+                pending.append(
+                    _Inline(functools.partial(_deflate, task[0], task[1], task[2], level, task[3]))
+                )
+            else:
+                pending.append(pool.submit(_deflate, task[0], task[1], task[2], level, task[3]))
+
+    def header(entry: _Entry, name: bytes, flags: int, method: int, crc: int, csize: int) -> bytes:
+        fields = (_VERSION, flags, method, dos_time, dos_date, crc, csize, entry.size, len(name), 0)
+        return _LOCAL.pack(0x04034B50, *fields) + name
+
+    central: list[bytes] = []
+    try:
+        submit()
+        for entry in entries:
+            name, flags = _encoded_name(entry.name)
+            offset = out.tell()
+            _check_fits(f"{entry.name}: offset in the zip", offset)
+            chunks = _chunks(entry.size)
+            if len(chunks) == 1:
+                first = pending.popleft().result()
+                submit()
+                crc, method = first.crc, _STORED if first.stored else _DEFLATED
+                out.write(header(entry, name, flags, method, crc, len(first.data)))
+                out.write(first.data)
+                csize = len(first.data)
+            else:
+                # Placeholder header; the chunks go straight to the file as they come in.
+                out.write(header(entry, name, flags, _DEFLATED, 0, 0))
+                data_start = out.tell()
+                crc, csize = 0, 0
+                for i in range(len(chunks)):
+                    part = pending.popleft().result()
+                    submit()
+                    crc = part.crc if i == 0 else crc32_append_chunk(crc, part.crc)
+                    out.write(part.data)
+                    csize += len(part.data)
+                method = _DEFLATED
+                if _stores(entry.size, csize):
+                    method, csize = _STORED, entry.size
+                    out.seek(data_start)
+                    _copy_stored(entry, out, crc)
+                end = out.tell()
+                out.seek(offset)
+                out.write(header(entry, name, flags, method, crc, csize))
+                out.seek(end)
+            _check_fits(f"{entry.name}: compressed size", csize)
+            central.append(
+                _CENTRAL.pack(
+                    0x02014B50,
+                    _UNIX << 8 | _VERSION,
+                    _VERSION,
+                    flags,
+                    method,
+                    dos_time,
+                    dos_date,
+                    crc,
+                    csize,
+                    entry.size,
+                    len(name),
+                    0,
+                    0,
+                    0,
+                    0,
+                    (stat.S_IFREG | entry.mode) << 16,
+                    offset,
+                )
+                + name
+            )
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    cd_offset = out.tell()
+    _check_fits("the central directory's offset", cd_offset)
+    directory = b"".join(central)
+    out.write(directory)
+    out.write(_END.pack(0x06054B50, 0, 0, len(central), len(central), len(directory), cd_offset, 0))
+    out.truncate()
+
+
+def _copy_stored(entry: _Entry, out: BinaryIO, crc: int) -> None:
+    """Copy ``entry`` raw to ``out``; its bytes must still be the ones that were deflated."""
+    copied, check = 0, 0
+    with open(entry.path, "rb") as src:
+        while block := src.read(CHUNK):
+            check = zlib.crc32(block, check)
+            copied += len(block)
+            out.write(block)
+    if copied != entry.size or check != crc:
+        raise _changed(entry)
+
+
+def write_zip(
+    src_dir: Path,
+    dest: Path,
+    epoch: int | None = None,
+    *,
+    level: int = DEFLATE_LEVEL,
+    workers: int | None = None,
+) -> None:
     """Write every file under ``src_dir`` into a reproducible zip at ``dest`` (atomically).
 
     ``epoch`` defaults to :func:`source_date_epoch`; times before 1980 are stamped 1980-01-01.
+    ``workers`` (default: the usable CPUs, at most ``MAX_WORKERS``) never changes the bytes.
+    No zip64: an entry or archive of 4 GiB or more, or 65535 entries or more, is refused.
     """
     src_dir = Path(src_dir)
     dest = Path(dest)
+    if not 0 <= level <= 9:
+        raise PackagingError(f"deflate level {level} is not between 0 and 9")
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise PackagingError(f"{workers} zip workers: need at least one")
     if not src_dir.is_dir():
         raise PackagingError(f"{src_dir}: not a directory")
     if dest.resolve().is_relative_to(src_dir.resolve()):
         raise PackagingError(f"{dest}: the zip cannot be written inside the tree it archives ({src_dir})")
     date_time = _zip_date_time(source_date_epoch() if epoch is None else epoch)
-    entries = list(iter_tree(src_dir))
+    entries: list[_Entry] = []
+    for name, path in iter_tree(src_dir):
+        st = path.stat()
+        _check_fits(f"{name}: size", st.st_size)
+        entries.append(_Entry(name, path, st.st_size, file_mode(path, st.st_mode)))
+    _check_fits("number of files", len(entries), _COUNT_LIMIT)
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name, path in entries:
-                st = path.stat()
-                info = zipfile.ZipInfo(name, date_time)
-                info.create_system = 3  # Unix: the mode bits below are honoured by unzip and Lambda
-                info.external_attr = (stat.S_IFREG | file_mode(path, st.st_mode)) << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                _set_compress_level(info, 9)
-                info.file_size = st.st_size  # decides zip64 up front, as writestr would
-                with open(path, "rb") as src, zf.open(info, "w") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+        with os.fdopen(fd, "w+b") as out:
+            _write_entries(out, entries, date_time, level, workers)
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     finally:
