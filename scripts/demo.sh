@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the bundled sample: build every default target of samples/digits,
 # verify every artifact, and invoke each Lambda artifact locally with the sample events
-# (the arm64 one under qemu user-mode emulation with Debian's aarch64 CPython 3.13).
+# (the arm64 one under qemu user-mode emulation with Debian's aarch64 CPython 3.13); then the
+# container image (built, verified, served) and a device (bundle published, installed by the agent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -49,3 +50,11 @@ PY
 kill -TERM $server
 wait $server
 trap - EXIT
+
+# A device: the x86_64 OpenVINO bundle published to a channel directory, then installed by the
+# device agent into a fresh root (verified, health-checked under the bundle's python3.12, switched).
+$EP build "$SAMPLE" --target intel-openvino --out dist
+$EP publish dist/digits-1.0.0-intel-openvino.tar.gz --channel dist/channel --key "$KEY.key"
+rm -rf dist/device
+$EP device agent --channel dist/channel --root dist/device --trust "$KEY.pub" --once --python python3.12
+$EP device status --root dist/device

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use: mmdebstrap builds base rootfs images and the aarch64 Python
 # root that arm64 artifacts run in under qemu; skopeo and umoci validate OCI layouts; podman
 # and runc run the images; promtool (prometheus) lints /metrics; mosquitto is the MQTT broker the
-# device telemetry tests start and stop (mosquitto-clients subscribes to it).
-DEBIAN_PACKAGES=(mmdebstrap skopeo umoci podman runc prometheus mosquitto mosquitto-clients)
+# device telemetry tests start and stop (mosquitto-clients subscribes to it); unzip -t checks the zips.
+DEBIAN_PACKAGES=(mmdebstrap skopeo umoci podman runc prometheus mosquitto mosquitto-clients unzip)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

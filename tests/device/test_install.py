@@ -227,6 +227,6 @@ def test_installer_runs_from_a_bundles_own_runtime(
     assert state["active"]["version"] == "1.0.0"
     probe = subprocess.run(
         [*x86_python, "-S", "-c", "import edgepack, sys; print(edgepack.__file__)"],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
     )  # fmt: skip
-    assert probe.returncode != 0  # the build side is not there
+    assert probe.returncode != 0, probe.stdout  # the build side is not there

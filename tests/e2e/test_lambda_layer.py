@@ -209,16 +209,15 @@ def test_invoke_mounts_the_layer_at_opt(layered: Layered, sample_dir: Path) -> N
     assert "InferenceLatency" in result.logs  # Powertools, imported from the layer, reached the logs
 
 
-def _invoke_cli(function: Path, sample_dir: Path) -> Any:
-    return CliRunner().invoke(
-        cli, ["invoke", str(function), "--event", str(sample_dir / "events" / "direct.json")]
-    )
+def _invoke_cli(function: Path, sample_dir: Path, key: Path) -> Any:
+    event = sample_dir / "events" / "direct.json"
+    return CliRunner().invoke(cli, ["invoke", str(function), "--key", str(key), "--event", str(event)])
 
 
 def test_invoke_refuses_a_missing_layer(layered: Layered, sample_dir: Path, tmp_path: Path) -> None:
     alone = tmp_path / FUNCTION
     shutil.copyfile(layered.function, alone)
-    result = _invoke_cli(alone, sample_dir)
+    result = _invoke_cli(alone, sample_dir, layered.public_key)
     assert result.exit_code == 2, result.output
     assert f"layer {LAYER} is missing" in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -229,13 +228,13 @@ def test_invoke_refuses_a_tampered_layer(layered: Layered, sample_dir: Path, tmp
     data = bytearray(layered.layer.read_bytes())
     data[len(data) // 2] ^= 0xFF
     (tmp_path / LAYER).write_bytes(bytes(data))
-    result = _invoke_cli(tmp_path / FUNCTION, sample_dir)
+    result = _invoke_cli(tmp_path / FUNCTION, sample_dir, layered.public_key)
     assert result.exit_code == 2, result.output
     assert "the function was built with" in result.output and "sha256" in result.output
     assert len(result.output.strip().splitlines()) == 1
 
 
 def test_invoke_refuses_the_layer_zip_itself(layered: Layered, sample_dir: Path) -> None:
-    result = _invoke_cli(layered.layer, sample_dir)
+    result = _invoke_cli(layered.layer, sample_dir, layered.public_key)
     assert result.exit_code == 2, result.output
     assert "this is a Lambda layer" in result.output
