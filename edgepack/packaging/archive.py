@@ -105,7 +105,7 @@ def _zip_date_time(epoch: int) -> tuple[int, int, int, int, int, int]:
 # depends only on the file's size, so the output is the same for any number of workers.
 # An entry that deflate shrinks by less than 1/STORE_BELOW is stored instead.
 #
-# DEFLATE_LEVEL is chosen by benchmarks/packaging.py, against the writer it replaced
+# DEFLATE_LEVEL is chosen by benchmarks/zip_writer.py, against the writer it replaced
 # (zipfile, level 9, one thread) in the same run. 2026-11-27, 2 vCPUs shared with a running
 # test suite: run A fastest of 2 (load 1.3 to 2.4), run B fastest of 3 (load 2.8 to 3.6, no
 # core free, so 2 threads gained nothing). Speed-up x old writer, size vs old writer:

@@ -15,7 +15,7 @@ Every configuration runs ``--repeat`` times, interleaved, and the fastest run co
 Ratios are against the baseline measured in the same run (speed-up = baseline time /
 time; size = bytes / baseline bytes - 1). Issue 14's target: >= 2.5x faster, <= +1.0 %.
 
-    .venv/bin/python benchmarks/packaging.py [--repeat 2] [--artifact ZIP] [--large-only]
+    .venv/bin/python benchmarks/zip_writer.py [--repeat 2] [--artifact ZIP] [--large-only]
 """
 
 from __future__ import annotations
