@@ -54,7 +54,7 @@ trap - EXIT
 # A device: the x86_64 OpenVINO bundle published to a channel directory, then installed by the
 # device agent into a fresh root (verified, health-checked under the bundle's python3.12, switched).
 $EP build "$SAMPLE" --target intel-openvino --out dist
-$EP publish dist/digits-1.0.0-intel-openvino.tar.gz --channel dist/channel --key "$KEY.key"
+$EP publish dist/digits-1.0.0-intel-openvino.bundle.tar.gz --channel dist/channel --key "$KEY.key"
 rm -rf dist/device
 $EP device agent --channel dist/channel --root dist/device --trust "$KEY.pub" --once --python python3.12
 $EP device status --root dist/device
