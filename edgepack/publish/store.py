@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import urllib.parse
-import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import BadInputError
+from ..runtime.device.fsutil import atomic_write_with
 
 # S3 presigned URLs live at most seven days (SigV4).
 MAX_PRESIGN_S = 7 * 24 * 3600
@@ -54,21 +54,7 @@ class DirStore:
     def _replace(self, key: str, write: Any) -> None:
         final = self._path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "xb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        atomic_write_with(final, write)
 
     def put_file(self, key: str, source: Path) -> None:
         def write(f: Any) -> None:

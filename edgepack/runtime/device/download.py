@@ -25,6 +25,7 @@ from typing import IO, Any
 from ..failures import EdgepackError
 from ..hashing import sha256_file
 from ..trust.errors import DigestMismatchError
+from .fsutil import fsync_dir
 
 CHUNK = 1 << 16
 TIMEOUT_S = 30.0
@@ -164,14 +165,6 @@ def fetch_bytes(location: str, limit: int, *, timeout: float = TIMEOUT_S) -> byt
     return data
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 
 
 def download_blob(
@@ -218,7 +211,7 @@ def download_blob(
             where=_redact(location),
         )
     os.replace(part, final)
-    _fsync_dir(cache)
+    fsync_dir(cache)
     stats.blobs.append(sha256)
     return final
 

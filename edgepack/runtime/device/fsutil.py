@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def fsync_dir(path: Path) -> None:
@@ -35,13 +37,19 @@ def fsync_tree(root: Path) -> None:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write a temporary sibling, fsync it, rename it over ``path``, fsync the directory."""
+    atomic_write_with(path, lambda f: f.write(data))
+
+
+def atomic_write_with(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``atomic_write`` for content that ``write(file)`` streams (the one atomic-write helper)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # whatever the umask: readers on the device are other users
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..telemetry import Sink, TelemetryEvent
+from .fsutil import atomic_write, fsync_dir
 
 DROPPED_EVENT = "spool_dropped"
 STATE_FILE = "state.json"
@@ -62,14 +63,6 @@ class SpoolError(Exception):
 
 def _segment_name(number: int) -> str:
     return f"seg-{number:012d}.jsonl"
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Spool:
@@ -223,7 +216,7 @@ class Spool:
         number = self._segments[-1] + 1
         self._writer = os.open(self._path(number), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._segments.append(number)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     def _drop_oldest(self) -> None:
         """Delete whole oldest segments until the files fit in ``max_bytes``."""
@@ -386,13 +379,7 @@ class Spool:
             "reported": self._reported,
             "next_seq": self._next_seq,
         }
-        tmp = self.directory / f".{STATE_FILE}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(json.dumps(state, sort_keys=True).encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.directory / STATE_FILE)
-        _fsync_dir(self.directory)
+        atomic_write(self.directory / STATE_FILE, json.dumps(state, sort_keys=True).encode("utf-8"))
 
     # -- lifecycle ------------------------------------------------------------------------
 
