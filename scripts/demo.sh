@@ -56,5 +56,8 @@ trap - EXIT
 $EP build "$SAMPLE" --target intel-openvino --out dist
 $EP publish dist/digits-1.0.0-intel-openvino.bundle.tar.gz --channel dist/channel --key "$KEY.key"
 rm -rf dist/device
-$EP device agent --channel dist/channel --root dist/device --trust "$KEY.pub" --once --python python3.12
+# The bundle's Python (3.12) as local invoke finds it: the interpreter itself, not a version
+# manager's shim, since the health check runs with a minimal environment.
+PY312=$(.venv/bin/python -c "from edgepack.invoke.lambda_base import find_python; print(find_python('python3.12', 'x86_64').path)")
+$EP device agent --channel dist/channel --root dist/device --trust "$KEY.pub" --once --python "$PY312"
 $EP device status --root dist/device

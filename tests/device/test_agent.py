@@ -76,7 +76,7 @@ def test_model_only_update_downloads_only_the_changed_files(
     with serving(channel) as server:
         server.cut_after[f"/blobs/sha256/{biggest}"] = sizes[biggest] // 2  # the connection drops mid-way
         report = poll_once(_config(server.url, root, device_bundles.pub, options=options))
-        assert report.outcome == "installed", report
+        assert (report.outcome, report.via) == ("installed", "files"), report
         blob_requests = [r for r in server.log if r.path.startswith("/blobs/")]
         assert {r.path.rsplit("/", 1)[1] for r in blob_requests} == expected
         assert [r.range for r in server.requests_for(biggest)] == [None, f"bytes={sizes[biggest] // 2}-"]
@@ -120,6 +120,25 @@ def small_channel(
         return channel
 
     return publish
+
+
+def test_a_fresh_device_downloads_the_compressed_bundle_not_its_files(
+    device_bundles: DeviceBundles, x86_python: tuple[str, ...], tmp_path: Path
+) -> None:
+    # A first install lacks every file: the bundle (gzip) is far fewer bytes than the files.
+    channel = tmp_path / "channel"
+    assert publish_cli(device_bundles.v1, "--channel", channel, "--key", device_bundles.key).exit_code == 0
+    options = installer.InstallOptions(python=x86_python)
+    root = tmp_path / "device"
+    with serving(channel) as server:
+        report = poll_once(_config(server.url, root, device_bundles.pub, options=options))
+        assert (report.outcome, report.via) == ("installed", "bundle"), report
+        assert not [r for r in server.log if r.path.startswith("/blobs/")]
+    size = device_bundles.v1.stat().st_size
+    assert report.downloaded_bytes == size
+    assert size < sum(m["size"] for m in bundle_members(device_bundles.v1).values())
+    assert _active_version(root) == "1.0.0"
+    assert not any((root / CACHE_DIR).iterdir())
 
 
 def test_a_fresh_device_installs_from_a_directory_channel(

@@ -5,6 +5,7 @@ device) or through boto3, and --iot-job creates a job whose document points at t
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -80,7 +81,9 @@ def test_publish_to_s3_and_install_through_presigned_urls(
     (line,) = [x for x in result.output.splitlines() if x.startswith("index URL for devices")]
     presigned_index = line.rsplit(": ", 1)[1]
     assert "X-Amz-Signature" in presigned_index
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
+    aws = {name: os.environ[name] for name in names}
+    for name in aws:
         monkeypatch.delenv(name)
     assert fetch_bytes(presigned_index, 1 << 20) == index_bytes
     root = tmp_path / "device"
@@ -88,9 +91,26 @@ def test_publish_to_s3_and_install_through_presigned_urls(
         channel=presigned_index, root=root, keys=load_public_keys([device_bundles.pub]), device_id="s3-device"
     )
     report = poll_once(config)
-    assert (report.outcome, report.version) == ("installed", "1.0.0"), report
+    # A first install: the compressed bundle, through its presigned URL.
+    assert (report.outcome, report.version, report.via) == ("installed", "1.0.0", "bundle"), report
     assert installer.status(root)["active"]["version"] == "1.0.0"
-    assert set(report.downloaded) == {f.sha256 for f in entry.files} | {entry.attestation.sha256}
+    assert report.downloaded == [entry.bundle.sha256]
+
+    # An update: only the changed files, through their presigned URLs.
+    for name, value in aws.items():
+        monkeypatch.setenv(name, value)
+    published = publish_cli(small_bundle("1.1.0"), "--channel", CHANNEL, "--key", device_bundles.key)
+    assert published.exit_code == 0, published.stderr
+    newer = next(e for e in open_index(_index_bytes(), load_public_keys([device_bundles.pub])).entries
+                 if e.version == "1.1.0")  # fmt: skip
+    for name in aws:
+        monkeypatch.delenv(name)
+    update = poll_once(config)
+    assert (update.outcome, update.version, update.via) == ("installed", "1.1.0", "files"), update
+    old_files = {f.sha256 for f in entry.files}
+    assert set(update.downloaded) == {f.sha256 for f in newer.files if f.sha256 not in old_files} | {
+        newer.attestation.sha256
+    }
 
 
 def test_an_s3_channel_read_through_boto3(

@@ -62,11 +62,15 @@ class PollReport:
     downloaded: list[str] = field(default_factory=list)
     reused: int = 0
     resumed: int = 0
+    via: str = "files"  # or "bundle": the whole compressed bundle, when that is fewer bytes
     reason: str = ""
     exit_code: int = 0
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """One line; the downloaded digests are counted, not listed (a first install has hundreds)."""
+        fields = asdict(self)
+        fields["downloaded"] = len(self.downloaded)
+        return json.dumps(fields, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,11 @@ def _fetch_and_install(
     cached = _cached(cache)
     wanted = missing_blobs(entry, set(present) | set(cached))
     report.reused = len({entry.attestation.sha256, *(f.sha256 for f in entry.files)}) - len(wanted)
+    if sum(blob.size for blob in wanted) > entry.bundle.size:
+        # Most of the release is new (a first install): the compressed bundle is fewer bytes.
+        report.via = "bundle"
+        _fetch_and_install_bundle(config, root, channel, entry, stats, report)
+        return
     for blob in wanted:
         cached[blob.sha256] = download_blob(
             channel.blob_location(blob), cache, blob.sha256, blob.size, stats=stats
@@ -229,6 +238,25 @@ def _fetch_and_install(
     report.reason = result.reason
     # The new slot holds every file now; the cache only mattered until the switch.
     _clear(cached)
+
+
+def _fetch_and_install_bundle(
+    config: AgentConfig, root: Path, channel: Channel, entry: Entry, stats: DownloadStats, report: PollReport
+) -> None:
+    cache = root / CACHE_DIR
+    bundle = download_blob(
+        channel.bundle_location(entry), cache, entry.bundle.sha256, entry.bundle.size, stats=stats
+    )
+    try:
+        result = installer.install_bundle(root, bundle, config.keys, config.options)
+    except EdgepackError as e:
+        if e.exit_code == 4:
+            _remember_failure(root, entry)
+        raise
+    finally:
+        bundle.unlink(missing_ok=True)
+    report.outcome = result.outcome
+    report.reason = result.reason
 
 
 def _clear(cached: dict[str, Path]) -> None:

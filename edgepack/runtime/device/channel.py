@@ -231,6 +231,9 @@ class Channel:
     def blob_location(self, blob: Blob) -> str:
         return blob.url or f"{self.base}/{BLOB_DIR}/{blob.sha256}"
 
+    def bundle_location(self, entry: Entry) -> str:
+        return entry.bundle.url or f"{self.base}/{entry.bundle.path}"
+
     @property
     def identity(self) -> str:
         """The index location without a query string: presigned URLs change, the channel does not."""

@@ -11,6 +11,7 @@ group, so whatever kills the installer kills the check too.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +31,9 @@ class HealthOutcome:
 def run_health(slot: Path, python: Sequence[str], timeout_s: float) -> HealthOutcome:
     if not (slot / ENTRY).is_file():
         return HealthOutcome(False, f"the bundle has no {ENTRY} to run its health check")
-    cmd = [*python, "-I", "-S", "-B", ENTRY, "health"]
+    # The child's PATH is minimal, so a bare interpreter name is found on the installer's own PATH.
+    program = python[0] if "/" in python[0] else shutil.which(python[0]) or python[0]
+    cmd = [program, *python[1:], "-I", "-S", "-B", ENTRY, "health"]
     try:
         done = subprocess.run(
             cmd,
