@@ -104,5 +104,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-# Container fixtures (debian_base_image, podman) for every test module.
+# Container fixtures (debian_base_image, podman) and moto's server (moto_url, aws_env) for every
+# test module: one server per session, its state reset by each aws_env.
 from tests.container_fixtures import debian_base_image, podman  # noqa: E402, F401
+from tests.moto_fixtures import aws_env, moto_url  # noqa: E402, F401

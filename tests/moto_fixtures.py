@@ -60,8 +60,21 @@ def running_moto(log_dir: Path) -> Iterator[str]:
             proc.wait()
 
 
-def point_boto3_at(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``moto_server -H 127.0.0.1 -p <free port>``, started once, stopped at the end."""
+    with running_moto(tmp_path_factory.mktemp("moto")) as url:
+        yield url
+
+
+@pytest.fixture
+def aws_env(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     """A fresh moto state and an environment that points boto3 at it (and at nothing else)."""
+    _point_boto3_at(moto_url, monkeypatch, tmp_path)
+    return moto_url
+
+
+def _point_boto3_at(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")).close()
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(name, raising=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,6 @@ import pytest
 import yaml
 
 from edgepack.signing.keys import generate_keypair
-from tests.moto_fixtures import point_boto3_at, running_moto
 
 EPOCH = 1_700_000_000
 ROLE_POLICY = {
@@ -24,20 +23,6 @@ ROLE_POLICY = {
         {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
     ],
 }
-
-
-@pytest.fixture(scope="session")
-def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``moto_server -H 127.0.0.1 -p <free port>``, started once, stopped at the end."""
-    with running_moto(tmp_path_factory.mktemp("moto")) as url:
-        yield url
-
-
-@pytest.fixture
-def aws_env(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    """A fresh moto state and an environment that points boto3 at it (and at nothing else)."""
-    point_boto3_at(moto_url, monkeypatch, tmp_path)
-    return moto_url
 
 
 def boto(service: str) -> Any:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ from edgepack.runtime.device import installer
 from edgepack.runtime.device.agent import AgentConfig, poll_once
 from edgepack.runtime.device.channel import INDEX_FILE, open_index
 from edgepack.runtime.trust.public_keys import load_public_keys
-from tests.moto_fixtures import point_boto3_at, running_moto
 
 from .channel_helpers import one_line_error, publish_cli
 from .conftest import DeviceBundles
@@ -27,18 +26,11 @@ PREFIX = "digits/stable"
 CHANNEL = f"s3://{BUCKET}/{PREFIX}"
 
 
-@pytest.fixture(scope="module")
-def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_moto(tmp_path_factory.mktemp("moto")) as url:
-        yield url
-
-
 @pytest.fixture
-def aws_env(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+def channel_bucket(aws_env: str) -> str:
     """A fresh moto state, boto3 pointed at it (and at nothing else), the channel's bucket made."""
-    point_boto3_at(moto_url, monkeypatch, tmp_path)
     boto("s3").create_bucket(Bucket=BUCKET)
-    return moto_url
+    return aws_env
 
 
 def boto(service: str) -> Any:
@@ -57,7 +49,7 @@ def _index_bytes() -> bytes:
 
 
 def test_publish_to_s3_and_install_through_presigned_urls(
-    aws_env: str,
+    channel_bucket: str,
     device_bundles: DeviceBundles,
     small_bundle: Callable[..., Path],
     tmp_path: Path,
@@ -114,7 +106,7 @@ def test_publish_to_s3_and_install_through_presigned_urls(
 
 
 def test_an_s3_channel_read_through_boto3(
-    aws_env: str, device_bundles: DeviceBundles, small_bundle: Callable[..., Path], tmp_path: Path
+    channel_bucket: str, device_bundles: DeviceBundles, small_bundle: Callable[..., Path], tmp_path: Path
 ) -> None:
     assert (
         publish_cli(small_bundle("1.0.0"), "--channel", CHANNEL, "--key", device_bundles.key).exit_code == 0
@@ -129,7 +121,7 @@ def test_an_s3_channel_read_through_boto3(
 
 
 def test_iot_job_points_at_the_release(
-    aws_env: str, device_bundles: DeviceBundles, small_bundle: Callable[..., Path]
+    channel_bucket: str, device_bundles: DeviceBundles, small_bundle: Callable[..., Path]
 ) -> None:
     iot = boto("iot")
     group_arn = iot.create_thing_group(thingGroupName="digits-fleet")["thingGroupArn"]
@@ -169,7 +161,7 @@ def test_iot_job_points_at_the_release(
 
 
 def test_missing_thing_group_or_bucket_writes_nothing(
-    aws_env: str, device_bundles: DeviceBundles, small_bundle: Callable[..., Path]
+    channel_bucket: str, device_bundles: DeviceBundles, small_bundle: Callable[..., Path]
 ) -> None:
     result = publish_cli(
         small_bundle("1.0.0"), "--channel", CHANNEL, "--key", device_bundles.key, "--iot-job", "ghosts"
