@@ -110,18 +110,36 @@ def _open(root: Path, args: argparse.Namespace, log: JsonLog) -> Spool | None:
     )
 
 
+def _set_up(
+    root: Path, args: argparse.Namespace, log: JsonLog
+) -> tuple[Spool | None, list[tuple[Send, Callable[[], None]]]] | None:
+    """The spool and the uplinks the flags ask for; ``None`` (logged) when they cannot be set up."""
+    spool = None
+    try:
+        spool = _open(root, args, log)
+        return spool, _senders(args)
+    except (SpoolError, ValueError, OSError) as e:
+        if spool is not None:
+            spool.close()
+        log.error("cannot set up telemetry", error=str(e))
+        return None
+
+
+def _close_all(senders: Sequence[tuple[Send, Callable[[], None]]]) -> None:
+    for _, close in senders:
+        close()
+
+
 def serve_main(root: Path, argv: Sequence[str]) -> int:
     """``predict.py serve``: the OIP server with the spool sink and the drain thread."""
     from ..http_server import main as server_main
 
     args, rest = _parser("predict.py serve").parse_known_args(list(argv))
     log = JsonLog()
-    try:
-        spool = _open(root, args, log)
-        senders = _senders(args)
-    except (SpoolError, ValueError, OSError) as e:
-        log.error("cannot set up telemetry", error=str(e))
+    telemetry = _set_up(root, args, log)
+    if telemetry is None:
         return 2
+    spool, senders = telemetry
     if senders and spool is None:
         log.error("an uplink needs a spool: give --spool DIR or set EDGEPACK_SPOOL")
         return 2
@@ -136,8 +154,7 @@ def serve_main(root: Path, argv: Sequence[str]) -> int:
             log.warning("telemetry uplink failed; retrying", error=str(error), pending=spool.pending())
 
         def reconnect() -> None:
-            for _, close in senders:
-                close()
+            _close_all(senders)
 
         drainer = threading.Thread(
             target=pump,
@@ -154,8 +171,7 @@ def serve_main(root: Path, argv: Sequence[str]) -> int:
         stop.set()
         if drainer is not None:
             drainer.join(10)
-        for _, close in senders:
-            close()
+        _close_all(senders)
         spool.close()
 
 
@@ -163,12 +179,10 @@ def drain_main(root: Path, argv: Sequence[str]) -> int:
     """``predict.py telemetry-drain``: deliver what the spool holds, once."""
     args = _parser("predict.py telemetry-drain").parse_args(list(argv))
     log = JsonLog()
-    try:
-        spool = _open(root, args, log)
-        senders = _senders(args)
-    except (SpoolError, ValueError, OSError) as e:
-        log.error("cannot set up telemetry", error=str(e))
+    telemetry = _set_up(root, args, log)
+    if telemetry is None:
         return 2
+    spool, senders = telemetry
     if spool is None or not senders:
         log.error("telemetry-drain needs --spool DIR and --mqtt or --http-url")
         return 2
@@ -178,8 +192,7 @@ def drain_main(root: Path, argv: Sequence[str]) -> int:
         log.error("telemetry uplink failed", error=str(e), pending=spool.pending())
         return 1
     finally:
-        for _, close in senders:
-            close()
+        _close_all(senders)
         spool.close()
     log.info("telemetry drained", events=sent)
     return 0
