@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,21 +19,25 @@ from typing import Any
 
 from . import __version__
 from .artifact_files import read_artifact
-from .build_inputs import BuildInputs, Progress
+from .build_inputs import BuildInputs, Progress, edgepack_code_digest
+from .build_records import provenance, trt_cache_record
+from .build_schedule import StageClock, TargetStages, pool_size, run_targets
 from .cache import BuildCache, sha256_file, sha256_tree
 from .config import Project, load_project
 from .container_image import fit_profile_to_base, resolve_base_image
 from .errors import ConfigError, EdgepackError, PackagingError
-from .host_run import host_predictor, predict_batched
+from .host_run import host_predictor
 from .manifest import ManifestInputs, manifest_dict, write_manifest
 from .optimize import MODEL_FILE_NAMES, passes_code_digest
 from .packaging.lambda_layer import LayerSplit, layer_files, layer_result, package_function
+from .pass_chains import check_pass_chains
 from .resources import runtime_package_dir, templates_dir
 from .runtime.manifest import MANIFEST_FILE, ModelSection, RuntimeSection
 from .runtime.sample import SAMPLE_FILE, write_sample
 from .target_outputs import with_outputs
 from .targets import TargetProfile
-from .variants import Chosen, choose_variant, float_layer_records, given_up, target_thresholds
+from .variants import Chosen, choose_variant, float_layer_records, given_up
+from .vendoring import prefetch_packages
 from .versions import tool_versions
 
 __all__ = ["BuildResult", "TargetResult", "build", "host_predictor"]
@@ -70,7 +73,8 @@ class TargetResult:
     image: dict[str, Any] | None = None  # container targets: their image, build context and note
     layer: dict[str, Any] | None = None  # Lambda targets with function.layer: the layer zip
     deploy: str | None = None  # Lambda targets: the directory with serverless.yml and template.yaml
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall seconds of the target's own stages (they overlap other targets')
+    stages: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     exit_code: int = 0
 
@@ -126,10 +130,8 @@ def build(
     out = Path(out_dir)
     _check_output_dir(out)
     project = load_project(project_path, targets)
-    _check_pass_chains(project)
+    check_pass_chains(project)
 
-    from .data import load_dataset
-    from .model.loader import load_model
     from .packaging.archive import source_date_epoch
     from .signing.keys import load_signer
 
@@ -137,32 +139,9 @@ def build(
     epoch = source_date_epoch() if epoch is None else epoch
     signer = _signer(project, key_path, load_signer)
     base = resolve_base_image(project, base_image, cache)
-
-    pf = project.file
-    say(f"loading model {pf.model.path}")
-    source = load_model(project.model_path, pf.model.format, pf.model.inputs, pf.model.outputs)
-    signature = source.artifact.signature
-    calibration = validation = None
-    if pf.calibration is not None:
-        calibration = load_dataset(pf.calibration, project.root, signature, _where(project, "calibration"))
-    if pf.validation is not None:
-        validation = load_dataset(
-            pf.validation, project.root, signature, _where(project, "validation"), classes=project.classes
-        )
-    reference = None
-    if validation is not None:
-        say(f"running the original model on {validation.size} validation samples")
-        reference = predict_batched(source.predict, validation.inputs)
-
-    # Made only now: a build refused for its config, model or data leaves no directory behind.
-    out.mkdir(parents=True, exist_ok=True)
     shared = BuildInputs(
         project=project,
-        source=source,
         model_sha256=sha256_tree(project.model_path),
-        calibration=calibration,
-        validation=validation,
-        reference_outputs=reference,
         signer=signer,
         cache=cache,
         epoch=epoch,
@@ -170,21 +149,32 @@ def build(
         tools=tool_versions(),
         base_image=base,
     )
-    results = []
-    for profile in project.targets:
-        started = time.perf_counter()
-        try:
-            result = _build_target(shared, fit_profile_to_base(profile, base, project.file.function), out)
-        except EdgepackError as e:
-            say(f"[{profile.name}] failed: {e.hint()}")
-            result = TargetResult(
-                target=profile.name,
-                ok=False,
-                error=_name_target(profile.name, e.hint()),
-                exit_code=e.exit_code,
-                attempts=getattr(e, "attempts", []),
-            )
-        results.append(replace(result, seconds=round(time.perf_counter() - started, 2)))
+    profiles = [fit_profile_to_base(p, base, project.file.function) for p in project.targets]
+
+    def prepare() -> None:
+        shared.load_all()
+        # Made only now: a build refused for its config, model or data leaves no directory behind.
+        out.mkdir(parents=True, exist_ok=True)
+
+    def failed(profile: TargetProfile, e: EdgepackError) -> TargetResult:
+        say(f"[{profile.name}] failed: {e.hint()}")
+        return TargetResult(
+            target=profile.name,
+            ok=False,
+            error=_name_target(profile.name, e.hint()),
+            exit_code=e.exit_code,
+            attempts=getattr(e, "attempts", []),
+        )
+
+    stages: TargetStages[_Converted, TargetResult] = TargetStages(
+        reuse=lambda profile: _reuse(shared, profile, out),
+        prepare=prepare,
+        prefetch=lambda profile: prefetch_packages(profile, cache),
+        convert=lambda profile: _convert(shared, profile),
+        package=lambda profile, converted: _package_target(shared, profile, converted, out),
+        failed=failed,
+    )
+    results = run_targets(profiles, stages, pool_size())
     return BuildResult(project=project.name, version=project.version, results=results)
 
 
@@ -224,66 +214,66 @@ def _signer(project: Project, key_path: Path | None, load_signer: Callable[..., 
     return load_signer(project.file.signing, project.root)
 
 
-_BACKEND_FORMAT = {"litert": "tflite", "onnxruntime": "onnx", "openvino": "openvino"}
-
-
-def _check_pass_chains(project: Project) -> None:
-    """Check every variant's passes exist, take the format they are given, parse their
-    configs, and end with a model the target's backend runs, before anything runs."""
-    from .passes import get_pass
-
-    for profile in project.targets:
-        target_thresholds(project, profile)  # a bad per-target threshold is refused before any work
-        runs = _BACKEND_FORMAT[profile.backend]
-        for vi, variant in enumerate(profile.variants):
-            fmt: str | None = profile.source_format  # load_target resolved it (model.format or the path)
-            where = f"target {profile.name}: variants.{vi}({variant.name})"
-            for pi, spec in enumerate(variant.passes):
-                p = get_pass(spec.name)
-                p.parse_config(spec.config, f"{where}.passes.{pi}")
-                if fmt not in p.accepts:
-                    raise ConfigError(
-                        f"a {fmt} model has no path to this target's {profile.backend} runtime: "
-                        f"pass {spec.name} takes {', '.join(sorted(p.accepts))} models",
-                        where=f"{where}.passes.{pi}",
-                    )
-                fmt = p.produces
-            if fmt != runs:
-                raise ConfigError(
-                    f"variant {variant.name} ends with a {fmt} model; "
-                    f"the target's {profile.backend} runtime runs {runs} models",
-                    where=where,
-                )
-
-
 # -- one target ---------------------------------------------------------------------
 
 
-def _build_target(shared: BuildInputs, profile: TargetProfile, out: Path) -> TargetResult:
-    say = shared.progress
-    final = (
-        out
-        / f"{shared.project.name}-{shared.project.version}-{profile.name}{_ARTIFACT_SUFFIX[profile.packager]}"
-    )
-    finals = [final, *layer_files(shared.project, profile, final)]
-    artifact_key = _artifact_key(shared, profile)
-    cached = shared.cache.get_dir("artifacts", artifact_key)
-    if cached is not None and all((cached / f.name).is_file() for f in finals):
-        say(f"[{profile.name}] unchanged: reusing the cached artifact")
-        for f in finals:
-            _place(cached / f.name, f, shared)
-        result = replace(_result_from_artifact(profile, final, cached=True), layer=layer_result(finals))
-        return with_outputs(result, final, shared, profile)
+def _final_paths(shared: BuildInputs, profile: TargetProfile, out: Path) -> list[Path]:
+    """The target's artifact first, then what ships beside it (a Lambda layer zip)."""
+    project = shared.project
+    final = out / f"{project.name}-{project.version}-{profile.name}{_ARTIFACT_SUFFIX[profile.packager]}"
+    return [final, *layer_files(project, profile, final)]
 
-    chosen = choose_variant(shared, profile)
+
+def _reuse(shared: BuildInputs, profile: TargetProfile, out: Path) -> Callable[[], TargetResult] | None:
+    """A cached target's placement, asked from file digests alone (nothing loaded or run)."""
+    finals = _final_paths(shared, profile, out)
+    cached = shared.cache.get_dir("artifacts", _artifact_key(shared, profile))
+    if cached is None or not all((cached / f.name).is_file() for f in finals):
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+
+    def place() -> TargetResult:
+        clock = StageClock(profile.name, shared.progress)
+        shared.progress(f"[{profile.name}] unchanged: reusing the cached artifact")
+        with clock.stage("reuse"):
+            for f in finals:
+                _place(cached / f.name, f, shared)
+            result = replace(
+                _result_from_artifact(profile, finals[0], cached=True), layer=layer_result(finals)
+            )
+            result = with_outputs(result, finals[0], shared, profile)
+        return _timed(result, clock)
+
+    return place
+
+
+@dataclass(frozen=True)
+class _Converted:
+    chosen: Chosen
+    clock: StageClock
+
+
+def _convert(shared: BuildInputs, profile: TargetProfile) -> _Converted:
+    clock = StageClock(profile.name, shared.progress)
+    with clock.stage("convert"):
+        chosen = choose_variant(shared, profile)
+    return _Converted(chosen, clock)
+
+
+def _package_target(
+    shared: BuildInputs, profile: TargetProfile, converted: _Converted, out: Path
+) -> TargetResult:
+    finals = _final_paths(shared, profile, out)
+    final, clock = finals[0], converted.clock
     staging = Path(tempfile.mkdtemp(prefix=f".{profile.name}-staging-", dir=out))
     partial = out / f".{final.name}.partial"
     layer = LayerSplit.for_target(shared.project, profile, final)
     try:
-        package_report = _stage_and_package(shared, profile, chosen, staging, partial, layer)
+        package_report = _stage_and_package(shared, profile, converted.chosen, staging, partial, layer, clock)
         pending = [*([(layer.partial, layer.final)] if layer else []), (partial, final)]
-        for p, f in pending:
-            _verify(p, f, shared)
+        with clock.stage("verify"):
+            for p, f in pending:
+                _verify(p, f, shared)
         for p, f in pending:
             os.replace(p, f)
     finally:
@@ -294,10 +284,16 @@ def _build_target(shared: BuildInputs, profile: TargetProfile, out: Path) -> Tar
     with tempfile.TemporaryDirectory(dir=out, prefix=".cache-") as tmp:
         for f in finals:
             shutil.copy2(f, Path(tmp) / f.name)
-        shared.cache.put_dir("artifacts", artifact_key, Path(tmp))
-    say(f"[{profile.name}] wrote {', '.join(str(f) for f in finals)}")
+        shared.cache.put_dir("artifacts", _artifact_key(shared, profile), Path(tmp))
+    shared.progress(f"[{profile.name}] wrote {', '.join(str(f) for f in finals)}")
     result = _result_from_artifact(profile, final, cached=False, package_report=package_report)
-    return with_outputs(replace(result, layer=layer_result(finals)), final, shared, profile)
+    with clock.stage("outputs"):
+        result = with_outputs(replace(result, layer=layer_result(finals)), final, shared, profile)
+    return _timed(result, clock)
+
+
+def _timed(result: TargetResult, clock: StageClock) -> TargetResult:
+    return replace(result, stages=dict(clock.seconds), seconds=round(sum(clock.seconds.values()), 2))
 
 
 def _artifact_key(shared: BuildInputs, profile: TargetProfile) -> str:
@@ -306,11 +302,12 @@ def _artifact_key(shared: BuildInputs, profile: TargetProfile) -> str:
     return shared.cache.key(
         kind="artifact",
         edgepack=__version__,
+        code=edgepack_code_digest(),
         model=shared.model_sha256,
         project=project.file.model_dump(mode="json"),
         profile=profile.model_dump(mode="json"),
-        calibration=shared.calibration.digest if shared.calibration is not None else None,
-        validation=shared.validation.digest if shared.validation is not None else None,
+        calibration=shared.data_digest("calibration"),
+        validation=shared.data_digest("validation"),
         hooks=sha256_file(project.resolve(hooks)) if hooks else None,
         runtime=sha256_tree(runtime_package_dir()),
         passes_code=passes_code_digest(),
@@ -347,7 +344,8 @@ def _stage_and_package(
     chosen: Chosen,
     staging: Path,
     partial: Path,
-    layer: LayerSplit | None = None,
+    layer: LayerSplit | None,
+    clock: StageClock,
 ) -> Any:
     from .abi_audit import audit_tree
     from .render import render_template_set
@@ -384,10 +382,12 @@ def _stage_and_package(
     )
     packages = ", ".join(profile.runtime_packages)
     say(f"[{profile.name}] vendoring {packages} for {profile.arch} cp{profile.python}")
-    vendored = vendor(profile, layer.python_dir if layer else staging, shared.cache, say)
+    with clock.stage("vendor"):
+        vendored = vendor(profile, layer.python_dir if layer else staging, shared.cache, say)
     say(f"[{profile.name}] auditing shared objects for {profile.arch}, glibc <= {profile.glibc}")
-    for tree in (staging, *([layer.python_dir] if layer else [])):
-        audit_tree(tree, profile.arch, profile.glibc or "", python=profile.python)
+    with clock.stage("audit"):
+        for tree in (staging, *([layer.python_dir] if layer else [])):
+            audit_tree(tree, profile.arch, profile.glibc or "", python=profile.python)
 
     model_section = ModelSection(
         file=model_file.relative_to(staging).as_posix(),
@@ -416,7 +416,7 @@ def _stage_and_package(
             variant=variant.name,
             source={
                 "file": source_file.name,
-                "format": shared.source.artifact.format,
+                "format": shared.facts.format,
                 "sha256": shared.model_sha256,
                 # The target's plan for this source format: "default" or "sources.<format>".
                 "plan": profile.plan,
@@ -437,7 +437,7 @@ def _stage_and_package(
             },
             epoch=shared.epoch,
             tool_versions=shared.tools,
-            extra_runtime=_trt_cache_record(profile, model_section.sha256),
+            extra_runtime=trt_cache_record(profile, model_section.sha256),
             function=project.file.function.model_dump(mode="json") if profile.kind == "lambda" else None,
         )
     )
@@ -446,63 +446,18 @@ def _stage_and_package(
         from .bytecode import precompile_init_modules
 
         layers = [layer.python_dir] if layer else []
-        bytecode = precompile_init_modules(staging, profile, "handler.handler", shared.cache, say, layers)
+        with clock.stage("init check"):
+            bytecode = precompile_init_modules(staging, profile, "handler.handler", shared.cache, say, layers)
         manifest["runtime"]["bytecode"] = bytecode.to_dict()
         if layer is not None:  # signed and zipped now: the function's manifest names its digest
             manifest["runtime"]["layer"] = layer.finish(shared, profile, vendored, staging)
         write_manifest(staging, manifest)
-    attest_tree(staging, shared.signer, _provenance(shared, profile, vendored))
+    attest_tree(staging, shared.signer, provenance(shared, profile, vendored))
     say(f"[{profile.name}] packaging ({profile.packager}{', layer split' if layer else ''})")
-    if profile.packager == "lambda-zip":
-        return package_function(staging, partial, profile.limits, shared.epoch, layer)
-    return _package(profile, staging, partial, shared.epoch)
-
-
-def _trt_cache_record(profile: TargetProfile, model_sha256: str) -> dict[str, Any]:
-    """How the device keys its TensorRT engine cache, so no cache serves another model's engine.
-
-    The TensorRT version and the GPU's compute capability are only known on the device,
-    which completes the key at load time (``trt_cache.engine_cache_key``)."""
-    from .runtime.trt_cache import precision_from_trt_options
-
-    for provider in profile.runtime_settings.get("providers") or []:
-        options = provider.get("options") or {}
-        if provider.get("name") == "TensorrtExecutionProvider" and options.get("trt_engine_cache_enable"):
-            return {
-                "trt_engine_cache": {
-                    "model_sha256": model_sha256,
-                    "precision": profile.runtime_settings.get("precision")
-                    or precision_from_trt_options(options),
-                    "trt_version": "detected on the device",
-                    "compute_capability": "detected on the device",
-                    "key": "sha256 over model_sha256, trt_version, compute_capability, precision",
-                    "base_dir": options.get("trt_engine_cache_path"),
-                }
-            }
-    return {}
-
-
-def _provenance(shared: BuildInputs, profile: TargetProfile, vendored: Any) -> Any:
-    from .signing.attestation import Provenance
-
-    project = shared.project
-    data = {}
-    if shared.calibration is not None:
-        data["calibration"] = shared.calibration.digest
-    if shared.validation is not None:
-        data["validation"] = shared.validation.digest
-    return Provenance(
-        project=project.name,
-        version=project.version,
-        target=profile.name,
-        model_name=project.model_path.name,
-        model_sha256=shared.model_sha256,
-        config_sha256=sha256_file(project.config_path),
-        data_sha256=data,
-        packages=[p.to_dict() for p in vendored.packages],
-        edgepack_version=__version__,
-        epoch=shared.epoch,
-    )
+    with clock.stage("archive"):
+        if profile.packager == "lambda-zip":
+            return package_function(staging, partial, profile.limits, shared.epoch, layer)
+        return _package(profile, staging, partial, shared.epoch)
 
 
 def _package(profile: TargetProfile, staging: Path, partial: Path, epoch: int) -> Any:

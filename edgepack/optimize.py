@@ -65,8 +65,8 @@ def optimize(
         kind="optimized-model",
         edgepack=__version__,
         model=shared.model_sha256,
-        source_signature=shared.source.artifact.signature.to_dict(),
-        native=[shared.source.artifact.native_inputs, shared.source.artifact.native_outputs],
+        source_signature=shared.facts.signature.to_dict(),
+        native=[shared.facts.native_inputs, shared.facts.native_outputs],
         passes=[[s.name, c.model_dump(mode="json")] for (_, s), c in pairs],
         calibration=shared.calibration.digest if needs_data else None,
         # An accuracy-controlled result depends on the data and the bar it was held to.

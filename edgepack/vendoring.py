@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -112,40 +113,9 @@ def vendor(
         dest.mkdir(parents=True, exist_ok=True)
         return VendorReport(packages=[], trimmed=[], platform_tags=list(profile.platform_tags))
 
-    installer = choose_installer(profile)
-    key = cache.key(
-        layout=_LAYOUT,
-        requirements=sorted(str(r) for r in requirements),
-        platform_tags=list(profile.platform_tags),
-        python=profile.python,
-        implementation=IMPLEMENTATION,
-        installer=installer.describe(),
-    )
-    entry = cache.get_dir(CACHE_NAMESPACE, key)
-    packages = _load_entry(entry) if entry is not None else None
-    from_cache = packages is not None
-    if entry is None or packages is None:
-        if entry is not None:  # unreadable entry (interrupted by hand?): rebuild it
-            shutil.rmtree(entry, ignore_errors=True)
-        progress(
-            f"[{profile.name}] installing {len(requirements)} runtime packages for "
-            f"{_describe_target(profile)} with {installer.describe()}"
-        )
-        with tempfile.TemporaryDirectory(prefix="edgepack-vendor-") as tmp:
-            work = Path(tmp)
-            staged = work / "entry"
-            tree = staged / _TREE_DIR
-            tree.mkdir(parents=True)
-            sources = installer.install(requirements, profile, tree, work)
-            packages = _describe_tree(tree, sources)
-            (staged / _REPORT_FILE).write_text(
-                json.dumps({"packages": [p.to_dict() for p in packages]}, indent=1, sort_keys=True),
-                encoding="utf-8",
-            )
-            entry = cache.put_dir(CACHE_NAMESPACE, key, staged)
-    else:
-        progress(f"[{profile.name}] runtime packages from the build cache ({key[:12]})")
-
+    installed = _installed(profile, requirements, cache, progress)
+    packages, key, installer = installed.packages, installed.key, installed.installer
+    entry, from_cache = installed.entry, installed.from_cache
     trimmed, installed_bytes, vendored_bytes = copy_trimmed(entry / _TREE_DIR, dest, trim)
     if trimmed:
         progress(
@@ -161,6 +131,71 @@ def vendor(
         cache_key=key,
         platform_tags=list(profile.platform_tags),
     )
+
+
+def prefetch_packages(profile: TargetProfile, cache: BuildCache) -> None:
+    """Put the target's runtime packages in the build cache ahead of need, so the install
+    overlaps other work; the vendoring stage then copies them from there."""
+    requirements = _parse_requirements(profile)
+    if requirements:
+        _installed(profile, requirements, cache, _quiet)
+
+
+@dataclass(frozen=True)
+class _Installed:
+    entry: Path
+    packages: list[VendoredPackage]
+    from_cache: bool
+    key: str
+    installer: _Installer
+
+
+_KEY_LOCKS: dict[str, threading.Lock] = {}
+_KEY_LOCKS_GUARD = threading.Lock()
+
+
+def _installed(
+    profile: TargetProfile, requirements: list[Requirement], cache: BuildCache, progress: Progress
+) -> _Installed:
+    """The cache entry holding ``requirements`` installed for the profile's platform, made
+    once per key even when a prefetch and the vendoring stage ask at the same time."""
+    installer = choose_installer(profile)
+    key = cache.key(
+        layout=_LAYOUT,
+        requirements=sorted(str(r) for r in requirements),
+        platform_tags=list(profile.platform_tags),
+        python=profile.python,
+        implementation=IMPLEMENTATION,
+        installer=installer.describe(),
+    )
+    with _KEY_LOCKS_GUARD:
+        lock = _KEY_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        entry = cache.get_dir(CACHE_NAMESPACE, key)
+        packages = _load_entry(entry) if entry is not None else None
+        from_cache = packages is not None
+        if entry is None or packages is None:
+            if entry is not None:  # unreadable entry (interrupted by hand?): rebuild it
+                shutil.rmtree(entry, ignore_errors=True)
+            progress(
+                f"[{profile.name}] installing {len(requirements)} runtime packages for "
+                f"{_describe_target(profile)} with {installer.describe()}"
+            )
+            with tempfile.TemporaryDirectory(prefix="edgepack-vendor-") as tmp:
+                work = Path(tmp)
+                staged = work / "entry"
+                tree = staged / _TREE_DIR
+                tree.mkdir(parents=True)
+                sources = installer.install(requirements, profile, tree, work)
+                packages = _describe_tree(tree, sources)
+                (staged / _REPORT_FILE).write_text(
+                    json.dumps({"packages": [p.to_dict() for p in packages]}, indent=1, sort_keys=True),
+                    encoding="utf-8",
+                )
+                entry = cache.put_dir(CACHE_NAMESPACE, key, staged)
+        else:
+            progress(f"[{profile.name}] runtime packages from the build cache ({key[:12]})")
+    return _Installed(entry, packages, from_cache, key, installer)
 
 
 def _mb(n: int) -> str:
