@@ -15,17 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
+from .lambda_runtimes import LAMBDA_RUNTIMES
 from .resources import targets_dir
-
-# AWS Lambda's Python runtimes and the glibc of the OS each runs on.
-# python3.11 and older run on Amazon Linux 2, python3.12 and newer on Amazon Linux 2023.
-LAMBDA_RUNTIMES: dict[str, str] = {
-    "python3.10": "2.26",
-    "python3.11": "2.26",
-    "python3.12": "2.34",
-    "python3.13": "2.34",
-    "python3.14": "2.34",
-}
 
 Arch = Literal["x86_64", "aarch64"]
 

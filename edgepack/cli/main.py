@@ -1,12 +1,12 @@
 """``edgepack``: the entry point and the one error boundary.
 
-Heavy modules are imported inside each command, so ``edgepack --help`` is instant.
+Heavy modules are imported inside each command, so ``edgepack --help`` is instant (and
+``traceback`` only when one is printed).
 """
 
 from __future__ import annotations
 
 import sys
-import traceback
 
 import click
 
@@ -37,6 +37,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except EdgepackError as e:
             if ctx.obj and ctx.obj.get("verbose"):
+                import traceback
+
                 traceback.print_exc()
             click.echo(f"edgepack: error: {e.hint()}", err=True)
             ctx.exit(e.exit_code)
@@ -78,5 +80,7 @@ def main() -> None:
     try:
         cli(standalone_mode=True)
     except Exception:  # a bug, not bad input: show it, exit 1
+        import traceback
+
         traceback.print_exc()
         sys.exit(EXIT_FAILURE)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from ..cache import BuildCache
 from ..errors import InvokeError, PlatformError
-from ..targets import LAMBDA_RUNTIMES
+from ..lambda_runtimes import LAMBDA_RUNTIMES
 from .emulation import Emulated, aarch64_python, compile_bytecode
 
 CACHE_NAMESPACE = "lambda-base"

@@ -61,12 +61,12 @@ from typing import Any, NoReturn
 
 from ..cache import BuildCache
 from ..errors import BadInputError, BudgetExceededError, InvokeError, PlatformError, UnsafePathError
-from ..packaging.archive import unsafe_path_reason
+from ..lambda_runtimes import LAMBDA_RUNTIMES
 from ..runtime.hashing import sha256_file
 from ..runtime.manifest import MANIFEST_FILE, MANIFEST_SCHEMA
+from ..runtime.trust.names import unsafe_path_reason
 from ..runtime.trust.public_keys import PublicKey
 from ..runtime.trust.reader import Limits, VerifiedArtifact, verify_and_extract, verify_tree
-from ..targets import LAMBDA_RUNTIMES
 from .emulation import can_emulate, check_emulated_runtime
 from .lambda_base import (
     BOOTSTRAP_FILE,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cache import sha256_file
 from ..errors import DigestMismatchError, MalformedAttestationError, MissingFileError, VerificationError
+from ..runtime.hashing import sha256_file
 from .dsse import open_envelope
 from .keys import PublicKey
 from .verify import Expectation, VerifiedArtifact, verify_artifact

@@ -36,7 +36,6 @@ from .statement import (
     check_expectation,
     mode_text,
 )
-from .targz_format import read_tar_gz
 from .unpack import DEFAULT_LIMITS, MAX_ATTESTATION_BYTES, MAX_MANIFEST_BYTES, Limits, Unpack
 from .zip_format import read_zip
 
@@ -115,6 +114,8 @@ def verify_and_extract(
                 if kind == "zip":
                     read_zip(fd, size, unpack)
                 else:
+                    from .targz_format import read_tar_gz  # tarfile: not loaded to read a zip
+
                     read_tar_gz(fd, unpack)
                 return unpack.finish(expect)
             except BaseException:
