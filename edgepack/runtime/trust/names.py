@@ -25,7 +25,10 @@ def unsafe_path_reason(name: str) -> str | None:
         return "empty path"
     if _CONTROL_RE.search(name):
         return "control character in path"
-    if any(unicodedata.category(ch) == "Cf" for ch in name):
+    # ASCII holds no format character (the first is U+00AD), always encodes and is its own
+    # NFC: the per-character checks below are for other names only.
+    ascii_only = name.isascii()
+    if not ascii_only and any(unicodedata.category(ch) == "Cf" for ch in name):
         return "invisible format or bidi character in path"
     if "\\" in name:
         return "backslash in path"
@@ -33,12 +36,13 @@ def unsafe_path_reason(name: str) -> str | None:
         return "absolute path"
     if _DRIVE_RE.match(name):
         return "drive-letter path"
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return "path is not valid UTF-8"
-    if unicodedata.normalize("NFC", name) != name:
-        return "path is not in Unicode NFC"
+    if not ascii_only:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            return "path is not valid UTF-8"
+        if unicodedata.normalize("NFC", name) != name:
+            return "path is not in Unicode NFC"
     for part in name.split("/"):
         if part == "":
             return "empty path component"
