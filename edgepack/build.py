@@ -32,6 +32,7 @@ from .optimize import MODEL_FILE_NAMES, passes_code_digest
 from .packaging.lambda_layer import LayerSplit, layer_files, layer_result, package_function
 from .pass_chains import check_pass_chains
 from .resources import runtime_package_dir, templates_dir
+from .runtime.hashing import copy_file_sha256
 from .runtime.manifest import MANIFEST_FILE, ModelSection, RuntimeSection
 from .runtime.sample import SAMPLE_FILE, write_sample
 from .target_outputs import with_outputs
@@ -43,6 +44,7 @@ from .versions import tool_versions
 __all__ = ["BuildResult", "TargetResult", "build", "host_predictor"]
 
 _HOOKS_MODULE = "edgepack_user_hooks"
+_DIGESTS_FILE = "sha256.json"  # beside a cached artifact: the digests of the bytes verified
 _ARTIFACT_SUFFIX = {
     "lambda-zip": ".zip",
     "lambda-image": ".tar.gz",
@@ -228,7 +230,8 @@ def _reuse(shared: BuildInputs, profile: TargetProfile, out: Path) -> Callable[[
     """A cached target's placement, asked from file digests alone (nothing loaded or run)."""
     finals = _final_paths(shared, profile, out)
     cached = shared.cache.get_dir("artifacts", _artifact_key(shared, profile))
-    if cached is None or not all((cached / f.name).is_file() for f in finals):
+    names = [_DIGESTS_FILE, *(f.name for f in finals)]
+    if cached is None or not all((cached / name).is_file() for name in names):
         return None
     out.mkdir(parents=True, exist_ok=True)
 
@@ -282,8 +285,8 @@ def _package_target(
         if layer is not None:
             layer.cleanup()
     with tempfile.TemporaryDirectory(dir=out, prefix=".cache-") as tmp:
-        for f in finals:
-            shutil.copy2(f, Path(tmp) / f.name)
+        digests = {f.name: copy_file_sha256(f, Path(tmp) / f.name) for f in finals}
+        (Path(tmp) / _DIGESTS_FILE).write_text(json.dumps(digests, sort_keys=True), encoding="utf-8")
         shared.cache.put_dir("artifacts", _artifact_key(shared, profile), Path(tmp))
     shared.progress(f"[{profile.name}] wrote {', '.join(str(f) for f in finals)}")
     result = _result_from_artifact(profile, final, cached=False, package_report=package_report)
@@ -319,10 +322,18 @@ def _artifact_key(shared: BuildInputs, profile: TargetProfile) -> str:
 
 
 def _place(src: Path, final: Path, shared: BuildInputs) -> None:
+    """Copy a cached artifact into place: its bytes must be those verified when it was built
+    (recorded beside it), else the entry is dropped and the target fails, to be rebuilt."""
     partial = final.with_name(f".{final.name}.partial")
+    recorded = json.loads((src.parent / _DIGESTS_FILE).read_text(encoding="utf-8"))
     try:
-        shutil.copyfile(src, partial)
-        _verify(partial, final, shared)
+        if copy_file_sha256(src, partial) != recorded.get(final.name):
+            shutil.rmtree(src.parent, ignore_errors=True)
+            raise PackagingError(
+                f"the cached {final.name} changed since it was verified; its cache entry is "
+                "removed: build again",
+                where=str(src),
+            )
         os.replace(partial, final)
     finally:
         partial.unlink(missing_ok=True)

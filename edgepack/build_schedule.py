@@ -1,7 +1,8 @@
 """How one build's targets share the machine: conversions run one after another on the
 calling thread (converters are not thread-safe, and each already uses the cores it wants),
-while a small pool fetches runtime packages ahead of need and stages, packages and
-verifies each converted target as the next one converts. Results come back in target order.
+while a pool of one thread per core installs runtime packages ahead of need (during the
+framework import and model load) and stages, packages and verifies each converted target
+as the next one converts. Results come back in target order.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ C = TypeVar("C")  # a converted target, ready to package
 
 
 def pool_size() -> int:
-    """Background threads beside the converting one: one per further core, at least one."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    """Background threads beside the converting one: one per core. Conversions are short
+    next to packaging (an emulated init check, compression), so once they are done the
+    pool has the cores to itself."""
+    return max(1, os.cpu_count() or 1)
 
 
 @dataclass
@@ -65,17 +68,22 @@ class TargetStages(Generic[C, R]):
 def run_targets(profiles: list[TargetProfile], stages: TargetStages[C, R], workers: int) -> list[R]:
     reuse = {p.name: stages.reuse(p) for p in profiles}
     to_build = [p for p in profiles if reuse[p.name] is None]
-    if to_build:
-        stages.prepare()  # before any target starts: a bad model or data file fails the build
     futures: dict[str, Future[R]] = {}
     finished: dict[str, R] = {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgepack-build") as pool:
+        # Package installs need no model: they overlap the framework import and model load.
+        for p in to_build:
+            pool.submit(_quietly, stages.prefetch, p)
+        if to_build:
+            try:
+                stages.prepare()  # before any target starts: a bad model or data file fails the build
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
         for p in profiles:
             placement = reuse[p.name]
             if placement is not None:
                 futures[p.name] = pool.submit(placement)
-        for p in to_build:
-            pool.submit(_quietly, stages.prefetch, p)
         for p in to_build:
             try:
                 converted = stages.convert(p)

@@ -151,3 +151,28 @@ def test_one_build_shares_the_reference_run_across_targets(project: Path, tmp_pa
     assert all(t["ok"] for t in document["targets"])
     reference_lines = [line for line in lines if "original model" in line]
     assert len(reference_lines) == 1, reference_lines
+
+
+def test_a_cached_artifact_that_changed_is_refused_and_dropped(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reused artifact is copied into place only with the bytes verified when it was built."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    assert build(project, tmp_path / "out", ["lambda-x86_64"]).ok
+    name = "digits-1.0.0-lambda-x86_64.zip"
+    entries = Path(os.environ["EDGEPACK_CACHE_DIR"]) / "artifacts"
+    entry = max((d for d in entries.iterdir() if (d / name).is_file()), key=lambda d: d.stat().st_mtime)
+    data = bytearray((entry / name).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (entry / name).write_bytes(bytes(data))
+    placed = (tmp_path / "out" / name).read_bytes()
+
+    refused = build(project, tmp_path / "out", ["lambda-x86_64"])
+    assert not refused.ok
+    assert f"the cached {name} changed since it was verified" in (refused.results[0].error or "")
+    assert (tmp_path / "out" / name).read_bytes() == placed  # what was in place stays
+    assert not entry.exists()
+
+    rebuilt = build(project, tmp_path / "out", ["lambda-x86_64"])
+    assert rebuilt.ok and not rebuilt.results[0].cached
+    assert (tmp_path / "out" / name).read_bytes() == placed  # reproducible: the same bytes again
