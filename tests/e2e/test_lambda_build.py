@@ -134,6 +134,45 @@ def test_init_imports_ship_precompiled(built: Built) -> None:
         assert not any(p.startswith("numpy/f2py") for p in pycs)  # only what init imports
 
 
+def test_arm64_bytecode_is_compiled_natively_and_loads_under_qemu(built: Built, tmp_path: Path) -> None:
+    """Under qemu, init only lists what it imports; a native CPython of the same version
+    compiles it (bytecode does not depend on the architecture), and the emulated
+    interpreter loads every one of those .pyc files instead of compiling the source."""
+    import os
+    import subprocess
+
+    from edgepack.invoke.lambda_base import emulated_python
+
+    bytecode = _manifest(built.artifact(ARM))["runtime"]["bytecode"]
+    assert "(aarch64, under qemu); compiled by CPython 3.13" in bytecode["interpreter"]
+    root = tmp_path / "task"
+    with zipfile.ZipFile(built.artifact(ARM)) as z:
+        z.extractall(root)
+    interp = emulated_python("python3.13", "aarch64")
+    proc = subprocess.run(
+        [
+            *interp.command(),
+            "-I",
+            "-S",
+            "-B",
+            "-v",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(root)!r}); import handler",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"},
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = [
+        line for line in proc.stderr.splitlines() if line.startswith(f"# {root}") and " matches " in line
+    ]
+    assert len(loaded) == bytecode["files"]
+
+
 def test_verify_accepts_both_artifacts(built: Built) -> None:
     for name in (X86, ARM):
         result = CliRunner().invoke(
