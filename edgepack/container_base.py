@@ -425,8 +425,6 @@ def _docker_to_oci(raw: Path, layout: Path, shown: Path) -> None:
     (layout / "oci-layout").write_bytes(canonical_json({"imageLayoutVersion": "1.0.0"}))
 
 
-
-
 # -- building one from Debian ----------------------------------------------------------
 
 

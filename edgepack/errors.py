@@ -120,4 +120,5 @@ class InvokeError(EdgepackError):
 class DeployError(EdgepackError):
     pass
 
+
 # The refusals (exit 4) live in the runtime (runtime/trust/errors.py): devices raise them too.

@@ -71,4 +71,3 @@ def image(
         say=lambda m: click.echo(m, err=True),
     )
     click.echo(outputs.note)
-

@@ -42,8 +42,6 @@ class PublishedBundle:
         return str(self.manifest["target"]["name"])
 
 
-
-
 def unpack_verified(bundle: Path, keys: Sequence[PublicKey], dest: Path) -> PublishedBundle:
     """Verify ``bundle`` against ``keys`` and unpack it into the fresh directory ``dest``.
 

@@ -183,5 +183,3 @@ def _cc_from_driver(device_id: int) -> str | None:
     except AttributeError:
         return None
     return f"{major.value}.{minor.value}"
-
-

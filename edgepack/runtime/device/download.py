@@ -165,8 +165,6 @@ def fetch_bytes(location: str, limit: int, *, timeout: float = TIMEOUT_S) -> byt
     return data
 
 
-
-
 def download_blob(
     location: str,
     cache: Path,

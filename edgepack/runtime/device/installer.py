@@ -256,8 +256,6 @@ def _describe(manifest: dict[str, Any] | None) -> str:
     return f"version {manifest.get('version')}" if manifest else "nothing"
 
 
-
-
 def _slot_manifest(slot: Path) -> dict[str, Any]:
     try:
         value = json.loads((slot / MANIFEST_FILE).read_bytes())

@@ -43,7 +43,6 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-
 class Unpack:
     """The checks every entry passes, in archive order, whatever the format."""
 
