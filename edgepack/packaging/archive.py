@@ -1,4 +1,4 @@
-"""Deterministic zip archives, and the path rules every archive entry obeys.
+"""Deterministic zip archives and gzip members, and the path rules every archive entry obeys.
 
 The rules (``check_relpath``) and all reading of archives live in the runtime's trust path
 (``edgepack/runtime/trust``), so what a device accepts is what a build writes.
@@ -8,7 +8,8 @@ path, no directory entries, fixed timestamps, fixed modes (0644, 0755 for execut
 and shared objects), no extra fields, no zip64, no data descriptors; each entry deflated
 at ``DEFLATE_LEVEL`` or stored when deflate does not shrink it, whatever the number of
 threads that compressed it. Writes go to a temporary file beside the destination and are
-renamed into place, so a reader never sees half a zip.
+renamed into place, so a reader never sees half a zip. ``write_gzip`` deflates a byte string
+the same way into one gzip member (the device bundle's ``.tar.gz``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import tempfile
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from ..errors import ConfigError, EdgepackError, PackagingError
 from ..runtime.trust.names import check_relpath, unsafe_path_reason
@@ -38,6 +39,7 @@ __all__ = [
     "iter_tree",
     "source_date_epoch",
     "unsafe_path_reason",
+    "write_gzip",
     "write_zip",
 ]
 
@@ -208,6 +210,17 @@ def _changed(entry: _Entry) -> PackagingError:
     return PackagingError(f"{entry.path}: changed while it was being archived")
 
 
+def _raw_deflate(view: memoryview, primer: int, level: int, final: bool) -> bytes:
+    """Raw-deflate ``view[primer:]`` with ``view[:primer]`` as its dictionary; end a chunk
+    that is not the last with a sync flush, so the next chunk's bytes can follow it."""
+    chunk = view[primer:]
+    if primer:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, view[:primer])
+    else:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return compressor.compress(chunk) + compressor.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+
+
 def _deflate(entry: _Entry, offset: int, length: int, level: int, final: bool) -> _Chunk:
     """Deflate one chunk of ``entry``, primed with up to 32 KiB before it."""
     primer = min(_WINDOW, offset)
@@ -217,26 +230,34 @@ def _deflate(entry: _Entry, offset: int, length: int, level: int, final: bool) -
     if len(data) != primer + length:
         raise _changed(entry)
     view = memoryview(data)
-    chunk = view[primer:]
-    if primer:
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, view[:primer])
-    else:
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
-    out = compressor.compress(chunk) + compressor.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
-    crc = zlib.crc32(chunk)
+    out = _raw_deflate(view, primer, level, final)
+    crc = zlib.crc32(view[primer:])
     if offset == 0 and final and _stores(length, len(out)):
         return _Chunk(crc, data, stored=True)
     return _Chunk(crc, out, stored=False)
 
 
-class _Inline:
-    """The single-worker stand-in for a future: the work is done when it is asked for."""
+_T = TypeVar("_T")
 
-    def __init__(self, fn: Callable[[], _Chunk]) -> None:
-        self._fn = fn
 
-    def result(self) -> _Chunk:
-        return self._fn()
+def _in_order(jobs: Iterable[Callable[[], _T]], workers: int) -> Generator[_T, None, None]:
+    """The jobs' results in the jobs' order, run on ``workers`` threads (zlib releases the
+    GIL) with at most a few jobs per worker in flight, so memory stays bounded."""
+    if workers == 1:
+        for job in jobs:
+            yield job()
+        return
+    pending: deque[Future[_T]] = deque()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deflate")
+    try:
+        for job in jobs:
+            pending.append(pool.submit(job))
+            if len(pending) >= workers * _IN_FLIGHT_PER_WORKER:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _dos_date_time(date_time: tuple[int, int, int, int, int, int]) -> tuple[int, int]:
@@ -264,22 +285,12 @@ def _write_entries(
     workers: int,
 ) -> None:
     dos_date, dos_time = _dos_date_time(date_time)
-    tasks = ((e, off, n, off + n == e.size) for e in entries for off, n in _chunks(e.size))
-    pending: deque[_Inline | Future[_Chunk]] = deque()
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="zip") if workers > 1 else None
-    window = workers * _IN_FLIGHT_PER_WORKER
-
-    def submit() -> None:
-        while len(pending) < max(window, 1):
-            task = next(tasks, None)
-            if task is None:
-                return
-            if pool is None:
-                pending.append(
-                    _Inline(functools.partial(_deflate, task[0], task[1], task[2], level, task[3]))
-                )
-            else:
-                pending.append(pool.submit(_deflate, task[0], task[1], task[2], level, task[3]))
+    jobs = (
+        functools.partial(_deflate, e, off, n, level, off + n == e.size)
+        for e in entries
+        for off, n in _chunks(e.size)
+    )
+    results = _in_order(jobs, workers)
 
     def header(entry: _Entry, name: bytes, flags: int, method: int, crc: int, csize: int) -> bytes:
         fields = (_VERSION, flags, method, dos_time, dos_date, crc, csize, entry.size, len(name), 0)
@@ -287,15 +298,13 @@ def _write_entries(
 
     central: list[bytes] = []
     try:
-        submit()
         for entry in entries:
             name, flags = _encoded_name(entry.name)
             offset = out.tell()
             _check_fits(f"{entry.name}: offset in the zip", offset)
             chunks = _chunks(entry.size)
             if len(chunks) == 1:
-                first = pending.popleft().result()
-                submit()
+                first = next(results)
                 crc, method = first.crc, _STORED if first.stored else _DEFLATED
                 out.write(header(entry, name, flags, method, crc, len(first.data)))
                 out.write(first.data)
@@ -306,8 +315,7 @@ def _write_entries(
                 data_start = out.tell()
                 crc, csize = 0, 0
                 for i in range(len(chunks)):
-                    part = pending.popleft().result()
-                    submit()
+                    part = next(results)
                     crc = part.crc if i == 0 else crc32_append_chunk(crc, part.crc)
                     out.write(part.data)
                     csize += len(part.data)
@@ -344,8 +352,7 @@ def _write_entries(
                 + name
             )
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        results.close()
     cd_offset = out.tell()
     _check_fits("the central directory's offset", cd_offset)
     directory = b"".join(central)
@@ -409,3 +416,49 @@ def write_zip(
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# -- the gzip writer --------------------------------------------------------------------------
+#
+# One gzip member (RFC 1952), as pigz writes it: the byte string is cut into the zip writer's
+# chunks, deflated in parallel into one deflate stream, and the trailer's CRC is combined from
+# the chunks' CRCs. The header is the one ``gzip.GzipFile(filename="", mtime=0)`` writes (OS
+# byte 255, "unknown", where zlib would write the build machine's), so for at most CHUNK bytes
+# the member is byte for byte what GzipFile writes at the same level.
+
+_GZIP_HEADER = struct.Struct("<BBBBIBB")
+_GZIP_TRAILER = struct.Struct("<II")
+_GZIP_OS_UNKNOWN = 255
+
+
+def _gzip_chunk(view: memoryview, offset: int, length: int, level: int) -> tuple[int, bytes]:
+    primer = min(_WINDOW, offset)
+    final = offset + length == len(view)
+    return zlib.crc32(view[offset : offset + length]), _raw_deflate(
+        view[offset - primer : offset + length], primer, level, final
+    )
+
+
+def write_gzip(
+    data: bytes | bytearray | memoryview,
+    out: BinaryIO,
+    *,
+    level: int = DEFLATE_LEVEL,
+    workers: int | None = None,
+) -> None:
+    """Write ``data`` to ``out`` as one gzip member; ``workers`` never changes the bytes."""
+    if not 0 <= level <= 9:
+        raise PackagingError(f"deflate level {level} is not between 0 and 9")
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise PackagingError(f"{workers} gzip workers: need at least one")
+    view = memoryview(data).cast("B")
+    # XFL as zlib's gzip writer sets it: 2 for the slowest level, 4 for the fastest.
+    xfl = 2 if level == 9 else 4 if level == 1 else 0
+    out.write(_GZIP_HEADER.pack(0x1F, 0x8B, zlib.DEFLATED, 0, 0, xfl, _GZIP_OS_UNKNOWN))
+    jobs = (functools.partial(_gzip_chunk, view, off, n, level) for off, n in _chunks(len(view)))
+    crc = 0
+    for i, (chunk_crc, deflated) in enumerate(_in_order(jobs, workers)):
+        crc = chunk_crc if i == 0 else crc32_append_chunk(crc, chunk_crc)
+        out.write(deflated)
+    out.write(_GZIP_TRAILER.pack(crc, len(view) & 0xFFFFFFFF))
