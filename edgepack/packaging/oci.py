@@ -10,10 +10,10 @@ change rewrites only the model layer's blob, and every other digest stays put.
 Each layer we write is a deterministic tar: entries sorted by path, PAX format, owned
 by 0:0 with empty user/group names, every mtime the build epoch (``SOURCE_DATE_EPOCH``),
 parent directories listed explicitly, modes 0644 (files) and 0755 (directories,
-executables and shared objects). It is gzipped (level 6, header mtime 0, no file name)
-in the same pass that tars it: one stream goes through two sha256s, the uncompressed
-one giving the ``diff_id`` the config lists, the compressed one the blob's digest.
-Nothing is held in memory whole, so 200 MB of vendored packages stream through.
+executables and shared objects). The tar is built in memory and hashed (its sha256 is the
+``diff_id`` the config lists), then gzipped on every core as one member (level 6, header
+mtime 0, no file name; the same bytes for any thread count) and hashed again for the
+blob's digest.
 
 Config, manifest and index are canonical JSON (sorted keys, no whitespace): the same
 inputs and epoch give the same manifest digest. The layout is written in a temporary
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from ..errors import PackagingError
-from .archive import check_relpath, file_mode, iter_tree
+from .archive import check_relpath, file_mode, iter_tree, write_gzip
 
 if TYPE_CHECKING:
     from ..container_base import BaseImage
@@ -61,7 +62,7 @@ DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 LAYER_MEDIA_TYPES = frozenset({MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR})
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYER_NAME_ANNOTATION = "dev.edgepack.layer"
-GZIP_LEVEL = 6  # a later issue tunes it (level 1 is ~3x faster, ~10% larger)
+GZIP_LEVEL = 6  # as for zips and bundles: measured in benchmarks/zip_writer.py and bundle_compression.py
 _CHUNK = 1 << 20
 
 # Python's / Debian's machine names -> OCI's (GOARCH) names.
@@ -449,23 +450,24 @@ class _Sink:
 
 
 def _write_layer(layer: Layer, epoch: int, blobs: Path) -> LayerResult:
-    """Tar, hash, gzip and hash in one streaming pass; the blob lands at its digest's name."""
+    """Tar and hash in memory, then gzip on every core (one member, the same bytes for any
+    thread count) and hash; the blob lands at its digest's name."""
     fd, tmp_name = tempfile.mkstemp(prefix=".layer-", dir=blobs)
     tmp = Path(tmp_name)
     try:
+        buffer = io.BytesIO()
+        plain = _Sink(buffer)
+        pax = tarfile.PAX_FORMAT
+        with tarfile.TarFile(fileobj=plain, mode="w", format=pax, copybufsize=_CHUNK) as tar:  # type: ignore[arg-type]
+            for info, opener in layer.tar_entries(epoch):
+                if opener is None:
+                    tar.addfile(info)
+                    continue
+                with opener() as src:
+                    tar.addfile(info, src)
         with os.fdopen(fd, "wb", buffering=_CHUNK) as raw:
             compressed = _Sink(raw)
-            gz = gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=GZIP_LEVEL)
-            with gz:
-                plain = _Sink(gz)
-                pax = tarfile.PAX_FORMAT
-                with tarfile.TarFile(fileobj=plain, mode="w", format=pax, copybufsize=_CHUNK) as tar:  # type: ignore[arg-type]
-                    for info, opener in layer.tar_entries(epoch):
-                        if opener is None:
-                            tar.addfile(info)
-                            continue
-                        with opener() as src:
-                            tar.addfile(info, src)
+            write_gzip(buffer.getbuffer(), compressed, level=GZIP_LEVEL)  # type: ignore[arg-type]
         digest = compressed.sha.hexdigest()
         os.chmod(tmp, 0o644)
         os.replace(tmp, blobs / digest)
