@@ -1,8 +1,8 @@
 """How one build's targets share the machine: conversions run one after another on the
 calling thread (converters are not thread-safe, and each already uses the cores it wants),
-while a pool of one thread per core installs runtime packages ahead of need (during the
-framework import and model load) and stages, packages and verifies each converted target
-as the next one converts. Results come back in target order.
+while one thread installs runtime packages ahead of need (from the start, during the
+framework import and model load) and a pool of one thread per core stages, packages and
+verifies each converted target as the next one converts. Results come back in target order.
 """
 
 from __future__ import annotations
@@ -70,15 +70,19 @@ def run_targets(profiles: list[TargetProfile], stages: TargetStages[C, R], worke
     to_build = [p for p in profiles if reuse[p.name] is None]
     futures: dict[str, Future[R]] = {}
     finished: dict[str, R] = {}
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgepack-build") as pool:
-        # Package installs need no model: they overlap the framework import and model load.
+    with (
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgepack-build") as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgepack-prefetch") as prefetching,
+    ):
+        # Package installs need no model: they overlap the framework import and model load,
+        # on a thread of their own so that no packaging waits behind another target's install.
         for p in to_build:
-            pool.submit(_quietly, stages.prefetch, p)
+            prefetching.submit(_quietly, stages.prefetch, p)
         if to_build:
             try:
                 stages.prepare()  # before any target starts: a bad model or data file fails the build
             except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
+                prefetching.shutdown(wait=True, cancel_futures=True)
                 raise
         for p in profiles:
             placement = reuse[p.name]
