@@ -340,7 +340,7 @@ def _segment_regex(segment: str) -> str:
 
 
 def copy_trimmed(src: Path, dest: Path, rules: Iterable[TrimRule]) -> tuple[list[str], int, int]:
-    """Copy ``src`` into ``dest`` leaving out what ``rules`` match.
+    """Copy (hard-link) ``src`` into ``dest`` leaving out what ``rules`` match.
 
     Returns the left-out paths (relative, sorted; a directory stands for its contents),
     the bytes under ``src`` and the bytes copied.
@@ -376,10 +376,20 @@ def copy_trimmed(src: Path, dest: Path, rules: Iterable[TrimRule]) -> tuple[list
             if path.is_symlink():
                 target.symlink_to(os.readlink(path))
             else:
-                shutil.copyfile(path, target)
-                shutil.copymode(path, target)
+                _link_or_copy(path, target)
             kept += size
     return sorted(trimmed), total, kept
+
+
+def _link_or_copy(path: Path, target: Path) -> None:
+    """A hard link to the cached file where the filesystem allows (the build only reads
+    vendored files, writes new ones beside them and normalises modes, the same for every
+    build), else a copy."""
+    try:
+        os.link(path, target)
+    except OSError:
+        shutil.copyfile(path, target)
+        shutil.copymode(path, target)
 
 
 def tree_bytes(path: Path) -> int:
