@@ -47,6 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import zstandard  # noqa: E402
+from sample_artifact import build_sample  # noqa: E402
 
 from edgepack.packaging.archive import default_workers, write_gzip  # noqa: E402
 from edgepack.packaging.bundle import write_bundle  # noqa: E402
@@ -208,23 +209,6 @@ def table(rows: list[Config]) -> None:
         )
 
 
-def _build_sample(work: Path) -> Path:
-    project = work / "digits"
-    shutil.copytree(REPO / "samples" / "digits", project, ignore=shutil.ignore_patterns("keys", "dist"))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    edgepack = [str(Path(sys.executable).parent / "edgepack")]  # the venv's console script
-    subprocess.run(
-        [*edgepack, "keys", "generate", "--out", str(project / "keys" / "dev")], check=True, env=env
-    )
-    print("building the sample's intel-openvino bundle ...", file=sys.stderr, flush=True)
-    subprocess.run(
-        [*edgepack, "build", str(project), "-t", "intel-openvino", "-o", str(work / "dist"), "-q"],
-        check=True,
-        env=env,
-    )
-    return work / "dist" / BUNDLE
-
-
 def check_write_bundle(tar: bytes, work: Path) -> float:
     """``write_bundle`` on the unpacked tree rebuilds ``tar``; returns its time."""
     tree = work / "tree"
@@ -259,7 +243,7 @@ def main() -> None:
         work = Path(tmp)
         bundle = args.bundle or REPO / "dist" / BUNDLE
         if not bundle.exists():
-            bundle = _build_sample(work)
+            bundle, _ = build_sample(work, "intel-openvino")
         tar = gzip.decompress(bundle.read_bytes())
         print(f"\ninput: the tar of {bundle.name}, {len(tar) / 1e6:.2f} MB\n")
         rows = configs(zstd_levels)

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,8 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "digits"
 EVENT = SAMPLE / "events" / "direct.json"
 sys.path.insert(0, str(REPO))
+
+from sample_artifact import build_sample, edgepack_cli  # noqa: E402
 
 FRAMEWORKS = [
     "tensorflow",
@@ -106,26 +107,6 @@ finally:
 """
 
 
-def edgepack_cli() -> list[str]:
-    script = Path(sys.executable).parent / "edgepack"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "edgepack"]
-
-
-def build_sample(work: Path) -> tuple[Path, Path]:
-    from edgepack.signing.keys import generate_keypair
-
-    project = work / "digits"
-    shutil.copytree(SAMPLE, project, ignore=shutil.ignore_patterns("keys", "__pycache__"))
-    _, pub = generate_keypair(project / "keys" / "dev")
-    print("building the sample for lambda-x86_64 ...", file=sys.stderr, flush=True)
-    subprocess.run(
-        [*edgepack_cli(), "build", str(project), "--target", "lambda-x86_64", "--out", str(work / "dist")],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return work / "dist" / "digits-1.0.0-lambda-x86_64.zip", pub
-
-
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -184,7 +165,7 @@ def main() -> None:
         elif default[0].exists() and default[1].exists():
             artifact, pub = default
         else:
-            artifact, pub = build_sample(work)
+            artifact, pub = build_sample(work, "lambda-x86_64")
         keys = load_public_keys([pub])
         with zipfile.ZipFile(artifact) as zf:
             infos = zf.infolist()

@@ -25,7 +25,6 @@ import os
 import platform
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from sample_artifact import build_sample  # noqa: E402
 
 from edgepack.packaging import archive  # noqa: E402
 from edgepack.packaging.archive import default_workers, file_mode, iter_tree, write_zip  # noqa: E402
@@ -62,27 +63,10 @@ def legacy_write_zip(src_dir: Path, dest: Path, epoch: int) -> None:
                 shutil.copyfileobj(src, out, 1 << 20)
 
 
-def _build_sample(work: Path) -> Path:
-    project = work / "digits"
-    shutil.copytree(REPO / "samples" / "digits", project, ignore=shutil.ignore_patterns("keys", "dist"))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    edgepack = [str(Path(sys.executable).parent / "edgepack")]  # the venv's console script
-    subprocess.run(
-        [*edgepack, "keys", "generate", "--out", str(project / "keys" / "dev")], check=True, env=env
-    )
-    print("building the sample's lambda-x86_64 artifact ...", file=sys.stderr, flush=True)
-    subprocess.run(
-        [*edgepack, "build", str(project), "-t", "lambda-x86_64", "-o", str(work / "dist"), "-q"],
-        check=True,
-        env=env,
-    )
-    return work / "dist" / "digits-1.0.0-lambda-x86_64.zip"
-
-
 def _lambda_tree(work: Path, artifact: Path | None) -> Path:
     artifact = artifact or REPO / "dist" / "digits-1.0.0-lambda-x86_64.zip"
     if not artifact.exists():
-        artifact = _build_sample(work)
+        artifact, _ = build_sample(work, "lambda-x86_64")
     tree = work / "lambda"
     with zipfile.ZipFile(artifact) as zf:
         zf.extractall(tree)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import random
 import shutil
 import subprocess
@@ -18,10 +17,10 @@ import pytest
 from edgepack.errors import PackagingError
 from edgepack.packaging.archive import CHUNK, write_gzip
 from edgepack.packaging.bundle import write_bundle
-from edgepack.runtime.manifest import ATTESTATION_FILE, MANIFEST_FILE
+from edgepack.runtime.manifest import ATTESTATION_FILE
 from edgepack.runtime.trust.reader import verify_and_extract
-from edgepack.signing.attestation import Provenance, attest_tree
-from edgepack.signing.keys import Ed25519FileSigner, generate_keypair, load_public_keys
+from edgepack.signing.keys import load_public_keys
+from tests.packaging.signed_trees import sign_tree
 
 EPOCH = 1700000000
 
@@ -131,29 +130,14 @@ def test_an_empty_tree_is_an_empty_tar(tmp_path: Path) -> None:
 def test_signed_bundle_verifies_through_the_trust_reader(tmp_path: Path) -> None:
     root = _tree(tmp_path / "artifact")
     (root / ATTESTATION_FILE).unlink()
-    manifest = {
-        "schema": "edgepack.manifest/v1",
-        "name": "digits",
-        "version": "1.0.0",
-        "target": {"name": "intel-openvino", "kind": "device"},
-        "model": {"file": "model/model.bin", "format": "openvino"},
-    }
-    (root / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
-    key, pub = generate_keypair(tmp_path / "keys" / "dev")
-    provenance = Provenance(
-        project="digits",
-        version="1.0.0",
+    pub, _ = sign_tree(
+        root,
+        tmp_path / "keys",
         target="intel-openvino",
-        model_name="digits.keras",
-        model_sha256="a" * 64,
-        config_sha256="b" * 64,
-        data_sha256={},
-        packages=[],
-        edgepack_version="0.1.0",
+        kind="device",
+        model=("model/model.bin", "openvino"),
         epoch=EPOCH,
-        tool_versions={},
     )
-    attest_tree(root, Ed25519FileSigner.from_file(key), provenance)
     dest = tmp_path / "digits.bundle.tar.gz"
     write_bundle(root, dest, EPOCH, workers=2)
     verified = verify_and_extract(dest, tmp_path / "out", load_public_keys([pub]))

@@ -3,7 +3,6 @@ valid for zipfile, ``unzip -t`` and the trust reader (signed, verified), no zip6
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -18,11 +17,10 @@ import pytest
 from edgepack.errors import PackagingError
 from edgepack.packaging import archive
 from edgepack.packaging.archive import CHUNK, crc32_append_chunk, write_zip
-from edgepack.runtime.manifest import MANIFEST_FILE
 from edgepack.runtime.trust.reader import verify_and_extract
-from edgepack.signing.attestation import Provenance, attest_tree
-from edgepack.signing.keys import Ed25519FileSigner, generate_keypair, load_public_keys
+from edgepack.signing.keys import load_public_keys
 from edgepack.signing.verify import verify_artifact
+from tests.packaging.signed_trees import sign_tree
 
 EPOCH = 1700000000
 
@@ -138,29 +136,14 @@ def test_same_bytes_as_zipfile_for_single_chunk_entries_at_level_9(tmp_path: Pat
 
 def test_signed_zip_verifies_through_the_trust_reader(tmp_path: Path) -> None:
     root = _tree(tmp_path / "artifact")
-    manifest = {
-        "schema": "edgepack.manifest/v1",
-        "name": "digits",
-        "version": "1.0.0",
-        "target": {"name": "lambda-x86_64", "kind": "lambda"},
-        "model": {"file": "model/model.tflite", "format": "tflite"},
-    }
-    (root / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
-    key, pub = generate_keypair(tmp_path / "keys" / "dev")
-    provenance = Provenance(
-        project="digits",
-        version="1.0.0",
+    pub, manifest = sign_tree(
+        root,
+        tmp_path / "keys",
         target="lambda-x86_64",
-        model_name="digits.keras",
-        model_sha256="a" * 64,
-        config_sha256="b" * 64,
-        data_sha256={},
-        packages=[],
-        edgepack_version="0.1.0",
+        kind="lambda",
+        model=("model/model.tflite", "tflite"),
         epoch=EPOCH,
-        tool_versions={},
     )
-    attest_tree(root, Ed25519FileSigner.from_file(key), provenance)
     dest = tmp_path / "digits.zip"
     write_zip(root, dest, epoch=EPOCH, workers=2)
     trusted = load_public_keys([pub])
