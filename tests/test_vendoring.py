@@ -274,6 +274,28 @@ def test_copy_trimmed_reports_sizes(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "dest" / "pkg").iterdir()) == ["__init__.py"]
 
 
+def test_copy_trimmed_links_cached_files_and_copies_across_filesystems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "mod.py").write_text("x = 1\n")
+    (src / "pkg" / "tool").write_text("#!/bin/sh\n")
+    (src / "pkg" / "tool").chmod(0o755)
+    copy_trimmed(src, tmp_path / "linked", [])
+    assert (tmp_path / "linked" / "pkg" / "mod.py").stat().st_ino == (src / "pkg" / "mod.py").stat().st_ino
+
+    def cross_device(a: object, b: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    copy_trimmed(src, tmp_path / "copied", [])
+    copied = tmp_path / "copied" / "pkg"
+    assert copied.joinpath("mod.py").stat().st_ino != (src / "pkg" / "mod.py").stat().st_ino
+    assert copied.joinpath("mod.py").read_text() == "x = 1\n"
+    assert copied.joinpath("tool").stat().st_mode & 0o777 == 0o755
+
+
 # -- the proof: a clean python3.12 runs a TFLite model on the trimmed tree ------------------
 
 
