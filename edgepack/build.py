@@ -240,7 +240,7 @@ def _reuse(shared: BuildInputs, profile: TargetProfile, out: Path) -> Callable[[
         shared.progress(f"[{profile.name}] unchanged: reusing the cached artifact")
         with clock.stage("reuse"):
             for f in finals:
-                _place(cached / f.name, f, shared)
+                _place(cached / f.name, f)
             result = replace(
                 _result_from_artifact(profile, finals[0], cached=True), layer=layer_result(finals)
             )
@@ -321,7 +321,7 @@ def _artifact_key(shared: BuildInputs, profile: TargetProfile) -> str:
     )
 
 
-def _place(src: Path, final: Path, shared: BuildInputs) -> None:
+def _place(src: Path, final: Path) -> None:
     """Copy a cached artifact into place: its bytes must be those verified when it was built
     (recorded beside it), else the entry is dropped and the target fails, to be rebuilt."""
     partial = final.with_name(f".{final.name}.partial")
