@@ -28,7 +28,7 @@ from .container_image import fit_profile_to_base, resolve_base_image
 from .errors import ConfigError, EdgepackError, PackagingError
 from .host_run import host_predictor
 from .manifest import ManifestInputs, manifest_dict, write_manifest
-from .optimize import MODEL_FILE_NAMES, passes_code_digest
+from .optimize import MODEL_FILE_NAMES
 from .packaging.lambda_layer import LayerSplit, layer_files, layer_result, package_function
 from .pass_chains import check_pass_chains
 from .resources import runtime_package_dir, templates_dir
@@ -305,15 +305,13 @@ def _artifact_key(shared: BuildInputs, profile: TargetProfile) -> str:
     return shared.cache.key(
         kind="artifact",
         edgepack=__version__,
-        code=edgepack_code_digest(),
+        code=edgepack_code_digest(),  # the runtime it ships and the passes are part of it
         model=shared.model_sha256,
         project=project.file.model_dump(mode="json"),
         profile=profile.model_dump(mode="json"),
         calibration=shared.data_digest("calibration"),
         validation=shared.data_digest("validation"),
         hooks=sha256_file(project.resolve(hooks)) if hooks else None,
-        runtime=sha256_tree(runtime_package_dir()),
-        passes_code=passes_code_digest(),
         templates=sha256_tree(templates_dir() / profile.templates),
         tools=shared.tools,
         epoch=shared.epoch,
