@@ -11,7 +11,9 @@ again (and does not load it at all when that target's conversions are cached too
 from __future__ import annotations
 
 import functools
+import io
 import json
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,7 +83,10 @@ class BuildInputs:
 
     def data_digest(self, name: str) -> str | None:
         """The ``calibration`` or ``validation`` data's digest (None when the project has none),
-        from its file when it can, else from the loaded data."""
+        from its file when it can, else from the loaded data; hashed once per build."""
+        return self._once(f"{name}_digest", lambda: self._data_digest(name))
+
+    def _data_digest(self, name: str) -> str | None:
         spec = getattr(self.project.file, name)
         if spec is None:
             return None
@@ -162,8 +167,6 @@ class BuildInputs:
         return load_dataset(spec, self.project.root, self.facts.signature, where, classes=classes)
 
     def _load_reference(self) -> Batch | None:
-        import io
-
         import numpy as np
 
         from .host_run import predict_batched
@@ -171,10 +174,12 @@ class BuildInputs:
         validation = self.validation
         if validation is None:
             return None
-        # The spec too: ``samples`` takes a prefix of the same file.
         spec = self.project.file.validation
-        data = [validation.digest, spec.model_dump(mode="json") if spec is not None else None]
-        key = self._model_key(kind="reference-outputs", validation=data)
+        assert spec is not None  # there is validation data
+        # The spec too: ``samples`` takes a prefix of the same file.
+        key = self._model_key(
+            kind="reference-outputs", validation=[validation.digest, spec.model_dump(mode="json")]
+        )
         hit = self.cache.get_dir("reference", key)
         if hit is not None:
             self.progress("the original model's outputs on the validation set: from the build cache")
@@ -188,8 +193,6 @@ class BuildInputs:
         return outputs
 
     def _put(self, namespace: str, key: str, files: dict[str, bytes]) -> None:
-        import tempfile
-
         with tempfile.TemporaryDirectory(prefix="edgepack-entry-") as tmp:
             for name, data in files.items():
                 (Path(tmp) / name).write_bytes(data)
