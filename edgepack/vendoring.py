@@ -114,21 +114,19 @@ def vendor(
         return VendorReport(packages=[], trimmed=[], platform_tags=list(profile.platform_tags))
 
     installed = _installed(profile, requirements, cache, progress)
-    packages, key, installer = installed.packages, installed.key, installed.installer
-    entry, from_cache = installed.entry, installed.from_cache
-    trimmed, installed_bytes, vendored_bytes = copy_trimmed(entry / _TREE_DIR, dest, trim)
+    trimmed, installed_bytes, vendored_bytes = copy_trimmed(installed.entry / _TREE_DIR, dest, trim)
     if trimmed:
         progress(
             f"[{profile.name}] trimmed {len(trimmed)} paths: {_mb(installed_bytes)} -> {_mb(vendored_bytes)}"
         )
     return VendorReport(
-        packages=packages,
+        packages=installed.packages,
         trimmed=trimmed,
-        installer=installer.describe(),
-        from_cache=from_cache,
+        installer=installed.installer.describe(),
+        from_cache=installed.from_cache,
         installed_bytes=installed_bytes,
         vendored_bytes=vendored_bytes,
-        cache_key=key,
+        cache_key=installed.key,
         platform_tags=list(profile.platform_tags),
     )
 

@@ -22,7 +22,6 @@ directory beside ``dest`` and renamed into place; a failure leaves nothing behin
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -429,7 +428,7 @@ def write_image_layout(
 class _Sink:
     """A write-only file object that hashes and counts what passes through it."""
 
-    def __init__(self, out: IO[bytes] | gzip.GzipFile | None) -> None:
+    def __init__(self, out: IO[bytes] | None) -> None:
         self.out = out
         self.sha = hashlib.sha256()
         self.size = 0
