@@ -46,24 +46,9 @@ sys.path.insert(0, str(REPO))
 
 from sample_artifact import build_sample, edgepack_cli  # noqa: E402
 
-FRAMEWORKS = [
-    "tensorflow",
-    "keras",
-    "openvino",
-    "onnxruntime",
-    "onnx",
-    "tf2onnx",
-    "nncf",
-    "ai_edge_litert",
-    "torch",
-    "numpy",
-    "pydantic",
-    "jinja2",
-    "boto3",
-    "yaml",
-    "cryptography",
-    "click",
-]
+from tests.frameworks import ML_FRAMEWORKS  # noqa: E402
+
+FRAMEWORKS = [*ML_FRAMEWORKS, "numpy", "pydantic", "jinja2", "boto3", "yaml", "cryptography", "click"]
 
 
 def floor_zipfile(path: Path) -> None:

@@ -1,4 +1,5 @@
-"""A minimal artifact tree signed the way a build signs it, for archive-writer tests."""
+"""A small artifact tree signed the way a build signs it, for tests that need a real signed
+artifact without building a model."""
 
 from __future__ import annotations
 
@@ -11,32 +12,31 @@ from edgepack.signing.attestation import Provenance, attest_tree
 from edgepack.signing.keys import Ed25519FileSigner, generate_keypair
 
 
-def sign_tree(
-    root: Path, keys_dir: Path, *, target: str, kind: str, model: tuple[str, str], epoch: int
-) -> tuple[Path, dict[str, Any]]:
-    """Write a manifest naming ``model`` (file, format) into ``root`` and attest the tree;
-    return the public key file and the manifest."""
-    manifest: dict[str, Any] = {
-        "schema": "edgepack.manifest/v1",
-        "name": "digits",
-        "version": "1.0.0",
-        "target": {"name": target, "kind": kind},
-        "model": {"file": model[0], "format": model[1]},
-    }
+def sign_tree(root: Path, keys_dir: Path, manifest: dict[str, Any], *, epoch: int) -> Path:
+    """Write ``manifest`` into ``root``, attest the tree with a new key under ``keys_dir``
+    and return the public key file."""
     (root / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     key, pub = generate_keypair(keys_dir / "dev")
     provenance = Provenance(
-        project="digits",
-        version="1.0.0",
-        target=target,
-        model_name="digits.keras",
+        project=manifest["name"],
+        version=manifest["version"],
+        target=manifest["target"]["name"],
+        model_name="model",
         model_sha256="a" * 64,
         config_sha256="b" * 64,
-        data_sha256={},
-        packages=[],
-        edgepack_version="0.1.0",
         epoch=epoch,
-        tool_versions={},
     )
     attest_tree(root, Ed25519FileSigner.from_file(key), provenance)
-    return pub, manifest
+    return pub
+
+
+def manifest_for(target_name: str, kind: str, **more: Any) -> dict[str, Any]:
+    """A minimal manifest for the target named; ``more`` adds top-level fields or replaces them
+    (``target`` too, whole)."""
+    return {
+        "schema": "edgepack.manifest/v1",
+        "name": "digits",
+        "version": "1.0.0",
+        "target": {"name": target_name, "kind": kind},
+        **more,
+    }

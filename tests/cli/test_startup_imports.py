@@ -20,25 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.frameworks import ML_FRAMEWORKS
+from tests.signed_trees import manifest_for, sign_tree
+
 # The ML frameworks, and the heavier libraries these three commands have no use for.
-FORBIDDEN = frozenset(
-    {
-        "tensorflow",
-        "keras",
-        "openvino",
-        "onnxruntime",
-        "onnx",
-        "tf2onnx",
-        "nncf",
-        "ai_edge_litert",
-        "torch",
-        "numpy",
-        "pydantic",
-        "jinja2",
-        "boto3",
-        "botocore",
-    }
-)
+FORBIDDEN = frozenset({*ML_FRAMEWORKS, "numpy", "pydantic", "jinja2", "boto3", "botocore"})
 
 # Runs ``edgepack ARGS`` as the console script would, then writes the top-level names of
 # every loaded module to REPORT, whether the command returned, exited or raised.
@@ -66,38 +52,19 @@ class Signed:
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory: pytest.TempPathFactory) -> Signed:
     from edgepack.packaging.archive import write_zip
-    from edgepack.runtime.manifest import MANIFEST_FILE, MANIFEST_SCHEMA
-    from edgepack.signing.attestation import Provenance, attest_tree
-    from edgepack.signing.keys import Ed25519FileSigner, generate_keypair
 
     work = tmp_path_factory.mktemp("startup")
-    key, pub = generate_keypair(work / "keys" / "dev")
     tree = work / "tree"
     tree.mkdir()
-    manifest = {
-        "schema": MANIFEST_SCHEMA,
-        "name": "startup",
-        "version": "1.0.0",
-        "target": {
-            "name": "lambda-x86_64",
-            "kind": "lambda",
-            "arch": "x86_64",
-            "lambda_runtime": "python3.12",
-        },
-        "runtime": {"entrypoint": "handler.handler"},
-    }
-    (tree / MANIFEST_FILE).write_text(json.dumps(manifest))
     (tree / "handler.py").write_text(HANDLER)
-    provenance = Provenance(
-        project="startup",
-        version="1.0.0",
-        target="lambda-x86_64",
-        model_name="none",
-        model_sha256="0" * 64,
-        config_sha256="0" * 64,
-        epoch=1_700_000_000,
+    manifest = manifest_for(
+        "lambda-x86_64",
+        "lambda",
+        name="startup",
+        target={"name": "lambda-x86_64", "kind": "lambda", "arch": "x86_64", "lambda_runtime": "python3.12"},
+        runtime={"entrypoint": "handler.handler"},
     )
-    attest_tree(tree, Ed25519FileSigner.from_file(key), provenance)
+    pub = sign_tree(tree, work / "keys", manifest, epoch=1_700_000_000)
     artifact = work / "startup-1.0.0-lambda-x86_64.zip"
     write_zip(tree, artifact, 1_700_000_000)
     event = work / "event.json"

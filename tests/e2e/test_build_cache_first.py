@@ -17,10 +17,11 @@ import yaml
 
 from edgepack.build import build
 from edgepack.signing.keys import generate_keypair
+from tests.frameworks import ML_FRAMEWORKS
 
 pytestmark = pytest.mark.slow
 
-FRAMEWORKS = ("tensorflow", "keras", "ai_edge_litert", "onnxruntime", "openvino", "onnx", "tf2onnx", "nncf")
+FRAMEWORKS = ML_FRAMEWORKS
 EPOCH = "1700000000"
 
 # Runs one build through the CLI and reports, on its last stderr line, which frameworks it imported.

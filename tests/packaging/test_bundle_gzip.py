@@ -20,7 +20,7 @@ from edgepack.packaging.bundle import write_bundle
 from edgepack.runtime.manifest import ATTESTATION_FILE
 from edgepack.runtime.trust.reader import verify_and_extract
 from edgepack.signing.keys import load_public_keys
-from tests.packaging.signed_trees import sign_tree
+from tests.signed_trees import manifest_for, sign_tree
 
 EPOCH = 1700000000
 
@@ -130,12 +130,10 @@ def test_an_empty_tree_is_an_empty_tar(tmp_path: Path) -> None:
 def test_signed_bundle_verifies_through_the_trust_reader(tmp_path: Path) -> None:
     root = _tree(tmp_path / "artifact")
     (root / ATTESTATION_FILE).unlink()
-    pub, _ = sign_tree(
+    pub = sign_tree(
         root,
         tmp_path / "keys",
-        target="intel-openvino",
-        kind="device",
-        model=("model/model.bin", "openvino"),
+        manifest_for("intel-openvino", "device", model={"file": "model/model.bin", "format": "openvino"}),
         epoch=EPOCH,
     )
     dest = tmp_path / "digits.bundle.tar.gz"

@@ -20,7 +20,7 @@ from edgepack.packaging.archive import CHUNK, crc32_append_chunk, write_zip
 from edgepack.runtime.trust.reader import verify_and_extract
 from edgepack.signing.keys import load_public_keys
 from edgepack.signing.verify import verify_artifact
-from tests.packaging.signed_trees import sign_tree
+from tests.signed_trees import manifest_for, sign_tree
 
 EPOCH = 1700000000
 
@@ -136,14 +136,10 @@ def test_same_bytes_as_zipfile_for_single_chunk_entries_at_level_9(tmp_path: Pat
 
 def test_signed_zip_verifies_through_the_trust_reader(tmp_path: Path) -> None:
     root = _tree(tmp_path / "artifact")
-    pub, manifest = sign_tree(
-        root,
-        tmp_path / "keys",
-        target="lambda-x86_64",
-        kind="lambda",
-        model=("model/model.tflite", "tflite"),
-        epoch=EPOCH,
+    manifest = manifest_for(
+        "lambda-x86_64", "lambda", model={"file": "model/model.tflite", "format": "tflite"}
     )
+    pub = sign_tree(root, tmp_path / "keys", manifest, epoch=EPOCH)
     dest = tmp_path / "digits.zip"
     write_zip(root, dest, epoch=EPOCH, workers=2)
     trusted = load_public_keys([pub])
