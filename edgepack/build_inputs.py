@@ -185,8 +185,9 @@ class BuildInputs:
             self.progress("the original model's outputs on the validation set: from the build cache")
             with np.load(hit / _OUTPUTS_FILE, allow_pickle=False) as stored:
                 return {name: stored[name] for name in stored.files}
+        source = self.source  # loaded first, so the progress lines come in the order things happen
         self.progress(f"running the original model on {validation.size} validation samples")
-        outputs = predict_batched(self.source.predict, validation.inputs)
+        outputs = predict_batched(source.predict, validation.inputs)
         buffer = io.BytesIO()
         np.savez(buffer, allow_pickle=False, **outputs)
         self._put("reference", key, {_OUTPUTS_FILE: buffer.getvalue()})
